@@ -1,0 +1,163 @@
+"""Run a playbook with ansible-runner and turn its events into per-host results.
+
+labctl keeps no Ansible logic of its own: it picks the playbook, the inventory and the limit,
+shows progress from the event stream and summarises the recap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+
+@dataclass
+class HostResult:
+    host: str
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+    errors: list[str] = field(default_factory=list)
+    changed_tasks: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "failed"
+        return "changed" if self.changed else "ok"
+
+
+@dataclass
+class RunResult:
+    rc: int
+    status: str
+    hosts: dict[str, HostResult]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0 and all(h.status not in ("failed", "unreachable") for h in self.hosts.values())
+
+
+Progress = Callable[[str, str, str], None]
+"""Called with (host, task name, outcome) as tasks finish."""
+
+
+def _message(data: dict[str, Any]) -> str:
+    res = data.get("res") or {}
+    msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
+    if isinstance(msg, list):
+        msg = "\n".join(str(m) for m in msg)
+    return str(msg).strip() or "failed"
+
+
+def run_playbook(
+    project: Path,
+    playbook: str,
+    inventories: Sequence[Path],
+    *,
+    limit: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    extravars: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    verbose: bool = False,
+) -> RunResult:
+    """Run `playbook` (relative to the project) and collect per-host results."""
+    hosts: dict[str, HostResult] = {}
+    errors: list[str] = []
+
+    def host(name: str) -> HostResult:
+        return hosts.setdefault(name, HostResult(name))
+
+    def on_event(event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        name = data.get("host") or ""
+        task = str(data.get("task", ""))
+        if kind == "runner_on_ok":
+            res = data.get("res") or {}
+            if res.get("changed"):
+                host(name).changed_tasks.append(task)
+            host(name).facts.update(res.get("ansible_facts") or {})
+            outcome = "changed" if res.get("changed") else "ok"
+        elif kind == "runner_on_failed":
+            outcome = "ignored" if data.get("ignore_errors") else "failed"
+            if outcome == "failed":
+                host(name).errors.append(f"{task}: {_message(data)}")
+        elif kind == "runner_on_unreachable":
+            outcome = "unreachable"
+            host(name).errors.append(f"{task}: {_message(data)}")
+        elif kind == "runner_on_skipped":
+            outcome = "skipped"
+        elif kind == "playbook_on_play_start":
+            if progress:
+                progress("", str(data.get("play", "")), "play")
+            return True
+        elif kind == "playbook_on_stats":
+            for key, attr in (
+                ("ok", "ok"),
+                ("changed", "changed"),
+                ("failures", "failed"),
+                ("dark", "unreachable"),
+                ("skipped", "skipped"),
+                ("rescued", "rescued"),
+                ("ignored", "ignored"),
+            ):
+                for hostname, count in (data.get(key) or {}).items():
+                    setattr(host(hostname), attr, int(count))
+            return True
+        elif kind == "error" or (kind == "verbose" and "ERROR" in str(event.get("stdout", ""))):
+            errors.append(str(event.get("stdout", "")).strip())
+            return True
+        else:
+            return True
+        if progress and name:
+            progress(name, task, outcome)
+        return True
+
+    cmdline: list[str] = []
+    for inventory in inventories:
+        cmdline += ["-i", str(inventory)]
+    if check:
+        cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
+    with tempfile.TemporaryDirectory(prefix="labctl-run-") as private:
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=str(project),
+            playbook=playbook,
+            limit=limit,
+            extravars=extravars or {},
+            cmdline=" ".join(cmdline),
+            envvars={
+                "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+                "ANSIBLE_FORCE_COLOR": "0",
+                # ansible-playbook from the same environment as labctl, activated or not.
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            },
+            event_handler=on_event,
+            # Keep facts between runs where ansible.cfg keeps them (ansible-runner would otherwise
+            # cache them in its throw-away artifact directory).
+            fact_cache=str(project / ".labctl" / "facts"),
+            quiet=not verbose,
+        )
+        rc = int(runner.rc if runner.rc is not None else 1)
+        if rc != 0 and not any(h.errors for h in hosts.values()) and not errors:
+            stdout = runner.stdout.read() if runner.stdout else ""
+            errors.append("\n".join(line for line in stdout.splitlines() if line.strip())[-3000:])
+    return RunResult(rc=rc, status=str(runner.status), hosts=hosts, errors=errors)
