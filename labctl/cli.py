@@ -33,6 +33,8 @@ class State:
 
 state = State()
 
+DEPLOYED_MARK = "Mark the machine as deployed through every tier"
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 TargetArg = Annotated[str, typer.Argument(help="A host, a group, or 'all'.")]
 
@@ -101,7 +103,9 @@ def validate(as_json: JsonOpt = False) -> None:
 @app.command()
 def services(
     host: Annotated[str | None, typer.Option(help="Only the services on this host.")] = None,
-    markdown: Annotated[bool, typer.Option("--markdown", help="The placement table of docs/architecture.md.")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The placement table of docs/architecture.md.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The service catalog: every service instance derived from the inventory."""
@@ -139,7 +143,7 @@ def _summary(result: Any, title: str) -> None:
     table = Table("host", "ok", "changed", "failed", "unreachable", "skipped", "status", title=title)
     for name in sorted(result.hosts):
         h = result.hosts[name]
-        colour = {"ok": "green", "changed": "yellow"}.get(h.status, "red")
+        colour = {"ok": "green", "changed": "yellow", "incomplete": "magenta"}.get(h.status, "red")
         table.add_row(
             name,
             str(h.ok),
@@ -153,6 +157,12 @@ def _summary(result: Any, title: str) -> None:
     for name in sorted(result.hosts):
         for error in result.hosts[name].errors:
             err.print(f"[red]{name}[/red]: {error}")
+    incomplete = sorted(n for n, h in result.hosts.items() if h.status == "incomplete")
+    if incomplete:
+        err.print(
+            f"[magenta]incomplete:[/magenta] {', '.join(incomplete)} did not get every tier "
+            "(a whole tier failed, so the later tiers were not deployed)"
+        )
     for error in result.errors:
         err.print(f"[red]error:[/red] {error}")
 
@@ -171,7 +181,10 @@ def _result_json(result: Any) -> str:
         {
             "ok": result.succeeded,
             "rc": result.rc,
-            "hosts": {n: {**asdict(h), "status": h.status} for n, h in sorted(result.hosts.items())},
+            "hosts": {
+                n: {**asdict(h), "ok_tasks": sorted(h.ok_tasks), "status": h.status}
+                for n, h in sorted(result.hosts.items())
+            },
             "errors": result.errors,
         }
     )
@@ -188,6 +201,9 @@ def deploy(
     started = time.perf_counter()
     done: dict[str, int] = {}
     result = _run("site.yml", target, check=check, diff=diff, progress=None if as_json else _progress(done))
+    for host_result in result.hosts.values():
+        # The last play of playbooks/deploy.yml marks machines that went through every tier.
+        host_result.incomplete = DEPLOYED_MARK not in host_result.ok_tasks
     if as_json:
         console.print_json(_result_json(result))
     else:

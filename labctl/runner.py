@@ -29,10 +29,16 @@ class HostResult:
     ignored: int = 0
     errors: list[str] = field(default_factory=list)
     changed_tasks: list[str] = field(default_factory=list)
+    ok_tasks: set[str] = field(default_factory=set)
+    incomplete: bool = False
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
+        if not (self.ok or self.changed or self.failed or self.unreachable or self.skipped):
+            return "not run"
+        if self.incomplete and not self.failed and not self.unreachable:
+            return "incomplete"
         if self.unreachable:
             return "unreachable"
         if self.failed:
@@ -49,7 +55,7 @@ class RunResult:
 
     @property
     def succeeded(self) -> bool:
-        return self.rc == 0 and all(h.status not in ("failed", "unreachable") for h in self.hosts.values())
+        return self.rc == 0 and all(h.status in ("ok", "changed") for h in self.hosts.values())
 
 
 Progress = Callable[[str, str, str], None]
@@ -93,6 +99,7 @@ def run_playbook(
             if res.get("changed"):
                 host(name).changed_tasks.append(task)
             host(name).facts.update(res.get("ansible_facts") or {})
+            host(name).ok_tasks.add(task)
             outcome = "changed" if res.get("changed") else "ok"
         elif kind == "runner_on_failed":
             outcome = "ignored" if data.get("ignore_errors") else "failed"

@@ -29,7 +29,11 @@ def test_validate_names_host_and_variable_and_exits_1(inventory_copy):
     result = json.loads(proc.stdout)
     assert result["ok"] is False
     assert result["problems"] == [
-        {"host": "nyx", "variable": "gpu.vendor", "message": "unknown GPU vendor 'matrox' (known: nvidia, amd)"}
+        {
+            "host": "nyx",
+            "variable": "gpu.vendor",
+            "message": "unknown GPU vendor 'matrox' (known: nvidia, amd)",
+        }
     ]
 
 
