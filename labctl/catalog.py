@@ -59,8 +59,15 @@ def image_ref(lab: Lab, host: str, key: str) -> str:
     return f"{image.get('repository', '?')}:{image.get('tag', '?')}"
 
 
+def as_bool(value: Any) -> bool:
+    """Ansible's truthiness for toggles: `-e x=false` arrives as the string "false"."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+    return bool(value)
+
+
 def stack_enabled(lab: Lab, host: str, stack: str) -> bool:
-    return bool(lab.var(host, f"{stack}_enabled", True))
+    return as_bool(lab.var(host, f"{stack}_enabled", True))
 
 
 def _endpoint_url(base: str, ports: dict[str, int], spec: Any) -> str | None:

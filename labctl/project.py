@@ -31,7 +31,9 @@ def inventory_sources(project: Path, *, sim: bool, extra: list[Path] | None = No
         return [p if p.is_absolute() else Path.cwd() / p for p in extra]
     if sim:
         path = project / SIM_INVENTORY
-        if not path.is_dir():
+        # The overlay is what points every machine at its container: without it the inventory
+        # would be the real lab's.
+        if not (path / "10-sim.yml").is_file():
             raise ProjectError("the simulated lab has no inventory yet: run `labctl sim up` first")
         return [path]
     return [project / "inventory" / "hosts.yml"]

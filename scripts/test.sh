@@ -14,8 +14,8 @@ timed() { local t0=$SECONDS; "$@"; echo "   ($((SECONDS - t0))s)"; }
 step "lint: yamllint, ansible-lint (production profile), ruff, mypy"
 timed yamllint --strict .
 timed ansible-lint
-timed ruff check labctl plugins tests
-timed ruff format --check labctl plugins tests
+timed ruff check labctl plugins tests scripts
+timed ruff format --check labctl plugins tests scripts
 timed mypy
 
 step "simulated lab: molecule test (create, converge, idempotence, verify, destroy)"

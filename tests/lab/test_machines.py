@@ -12,12 +12,7 @@ def test_hostname_is_the_inventory_name(box, machine):
 
 
 def test_platform_tree_exists(box):
-    for path in (
-        "/opt/ai-platform",
-        "/opt/ai-platform/stacks",
-        "/opt/ai-platform/data",
-        "/opt/ai-platform/backups",
-    ):
+    for path in ("/opt/ai-platform", "/opt/ai-platform/stacks"):
         d = box.file(path)
         assert d.is_directory, path
         assert d.user == "root" and d.mode == 0o755, path

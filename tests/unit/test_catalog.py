@@ -88,3 +88,8 @@ def test_domain_change_flows_everywhere(inventory_copy):
     lab = inventory_copy.load()
     assert catalog.instances(lab)[0].health_url == "http://erebus.lab.example.org:9100/metrics"
     assert catalog.hosts_entries(lab)[0]["names"][0] == "erebus.lab.example.org"
+
+
+def test_toggle_given_as_a_string_is_understood(inventory_copy):
+    (inventory_copy.dir / "host_vars" / "zelus.yml").write_text('node_agent_enabled: "false"\n')
+    assert "zelus" not in [i.host for i in catalog.instances(inventory_copy.load())]

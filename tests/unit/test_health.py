@@ -7,7 +7,11 @@ import json
 from labctl.health import report
 from labctl.runner import HostResult, RunResult
 
-SERVICE = {"service": "node_exporter", "stack": "node_agent", "health_url": "http://erebus.home.arpa:9100/metrics"}
+SERVICE = {
+    "service": "node_exporter",
+    "stack": "node_agent",
+    "health_url": "http://erebus.home.arpa:9100/metrics",
+}
 ENGINE_OK = {"rc": 0, "stdout": "20.10.24", "stderr": ""}
 
 
@@ -20,7 +24,9 @@ def endpoint(status):
 
 
 def test_healthy_machine():
-    result = report(ENGINE_OK, ps({"Name": "x", "State": "running", "Health": "healthy"}), endpoint(200), [SERVICE])
+    result = report(
+        ENGINE_OK, ps({"Name": "x", "State": "running", "Health": "healthy"}), endpoint(200), [SERVICE]
+    )
     assert result["ok"] is True
     assert [c["check"] for c in result["checks"]] == [
         "docker engine",
@@ -30,9 +36,15 @@ def test_healthy_machine():
 
 
 def test_unhealthy_container_is_named():
-    result = report(ENGINE_OK, ps({"Name": "x", "State": "running", "Health": "unhealthy"}), endpoint(200), [SERVICE])
+    result = report(
+        ENGINE_OK, ps({"Name": "x", "State": "running", "Health": "unhealthy"}), endpoint(200), [SERVICE]
+    )
     assert result["ok"] is False
-    assert result["checks"][1] == {"check": "node_exporter containers", "ok": False, "detail": "x: running/unhealthy"}
+    assert result["checks"][1] == {
+        "check": "node_exporter containers",
+        "ok": False,
+        "detail": "x: running/unhealthy",
+    }
 
 
 def test_stack_without_containers():
@@ -42,13 +54,22 @@ def test_stack_without_containers():
 
 
 def test_compose_list_output_is_understood():
-    stacks = [{"item": "node_agent", "rc": 0, "stdout": json.dumps([{"Name": "x", "State": "running", "Health": ""}])}]
+    stacks = [
+        {
+            "item": "node_agent",
+            "rc": 0,
+            "stdout": json.dumps([{"Name": "x", "State": "running", "Health": ""}]),
+        }
+    ]
     assert report(ENGINE_OK, stacks, endpoint(200), [SERVICE])["ok"] is True
 
 
 def test_engine_down():
     result = report({"rc": 1, "stdout": "", "stderr": "Cannot connect"}, [], [], [])
-    assert result == {"ok": False, "checks": [{"check": "docker engine", "ok": False, "detail": "Cannot connect"}]}
+    assert result == {
+        "ok": False,
+        "checks": [{"check": "docker engine", "ok": False, "detail": "Cannot connect"}],
+    }
 
 
 def test_a_host_that_missed_later_tiers_is_not_a_success():
