@@ -32,6 +32,11 @@ class InventoryCopy:
         result = change(data)
         path.write_text(yaml.safe_dump(data if result is None else result, sort_keys=False))
 
+    def add_service(self, name: str, placement: str, ports: dict[str, int], **extra: Any) -> None:
+        """Add a service to the catalog copy (image: the node exporter's, stack: its name)."""
+        spec = {"stack": name, "placement": placement, "image": "node_exporter", "ports": ports, **extra}
+        self.edit("group_vars/all/services.yml", lambda d: d["labctl_services"].update({name: spec}))
+
     def load(self) -> Any:
         from labctl.inventory import load
 

@@ -67,18 +67,7 @@ def test_hosts_entries_cover_every_machine_and_the_nas(inventory_copy):
 
 
 def test_alias_for_a_single_instance_service(inventory_copy):
-    inventory_copy.edit(
-        "group_vars/all/services.yml",
-        lambda d: d["labctl_services"].update(
-            metrics_ui={
-                "stack": "ui",
-                "placement": "monitoring",
-                "image": "node_exporter",
-                "ports": {"http": 3001},
-                "alias": "grafana",
-            }
-        ),
-    )
+    inventory_copy.add_service("metrics_ui", "monitoring", {"http": 3001}, alias="grafana")
     entries = {e["host"]: e["names"] for e in catalog.hosts_entries(inventory_copy.load())}
     assert entries["moros"] == ["moros.home.arpa", "moros", "grafana.home.arpa"]
 

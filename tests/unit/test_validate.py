@@ -108,32 +108,14 @@ def test_replica_without_primary(inventory_copy):
 
 
 def test_port_clash_on_one_host(inventory_copy):
-    def change(d):
-        d["labctl_services"]["probe"] = {
-            "stack": "probe",
-            "placement": "monitoring",
-            "image": "node_exporter",
-            "ports": {"http": 9100},
-        }
-
-    inventory_copy.edit("group_vars/all/services.yml", change)
+    inventory_copy.add_service("probe", "monitoring", {"http": 9100})
     [(host, var, msg)] = problems(inventory_copy)
     assert (host, var) == ("moros", "labctl_services.probe.ports.http")
     assert "node_exporter.metrics" in msg
 
 
 def test_a_disabled_stack_frees_its_port(inventory_copy):
-    inventory_copy.edit(
-        "group_vars/all/services.yml",
-        lambda d: d["labctl_services"].update(
-            probe={
-                "stack": "probe",
-                "placement": "monitoring",
-                "image": "node_exporter",
-                "ports": {"http": 9100},
-            }
-        ),
-    )
+    inventory_copy.add_service("probe", "monitoring", {"http": 9100})
     (inventory_copy.dir / "host_vars" / "moros.yml").write_text("node_agent_enabled: false\n")
     assert problems(inventory_copy) == []
 
