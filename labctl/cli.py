@@ -14,6 +14,7 @@ from rich.table import Table
 
 from labctl import __version__, catalog, project
 from labctl import inventory as inventory_loader
+from labctl.model import Lab
 from labctl.validate import validate as validate_lab
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -78,7 +79,7 @@ def _sources(root: Path) -> list[Path]:
         raise typer.Exit(2) from exc
 
 
-def _lab(root: Path) -> Any:
+def _lab(root: Path) -> Lab:
     return inventory_loader.load(_sources(root))
 
 
@@ -139,9 +140,17 @@ def _progress(done: dict[str, int]) -> Any:
     return show
 
 
+def _in_deploy_order(names: Any) -> list[str]:
+    """Hosts in tier order (the order of a deploy); the control machine and unknown names last."""
+    try:
+        return _lab(_root()).ordered(list(names))
+    except Exception:  # an inventory that cannot be read still gets its summary
+        return sorted(names)
+
+
 def _summary(result: Any, title: str) -> None:
     table = Table("host", "ok", "changed", "failed", "unreachable", "skipped", "status", title=title)
-    for name in sorted(result.hosts):
+    for name in _in_deploy_order(result.hosts):
         h = result.hosts[name]
         colour = {"ok": "green", "changed": "yellow", "incomplete": "magenta"}.get(h.status, "red")
         table.add_row(
@@ -221,7 +230,8 @@ def health(target: TargetArg = "all", as_json: JsonOpt = False) -> None:
         console.print_json(json.dumps({"ok": result.succeeded, "hosts": reports, "errors": result.errors}))
         raise typer.Exit(0 if result.succeeded else 1)
     table = Table("host", "check", "ok", "detail", title=f"labctl health {target}")
-    for name, host_result in sorted(result.hosts.items()):
+    for name in _in_deploy_order(result.hosts):
+        host_result = result.hosts[name]
         report = reports.get(name)
         if host_result.unreachable or not report:
             table.add_row(name, "reachable", "[red]no[/red]", "; ".join(host_result.errors)[:120])

@@ -76,3 +76,21 @@ def test_disabling_a_stack_removes_it(machines):
     on = subprocess.run(base, cwd=ROOT, capture_output=True, text=True)
     assert on.returncode == 0, on.stdout[-3000:]
     assert box.file("/opt/ai-platform/stacks/node_agent/compose.yaml").exists
+
+
+def test_sim_status_lists_every_machine_running(machines):
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "labctl"), "sim", "status", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status = {m["name"]: m for m in json.loads(proc.stdout)}
+    assert set(status) == {m.name for m in machines}
+    for m in machines:
+        assert status[m.name]["state"] == "running"
+        assert status[m.name]["address"] == m.address
+        assert status[m.name]["systemd"] in ("running", "degraded")
+        assert status[m.name]["docker"].startswith("20.10")
