@@ -8,6 +8,7 @@ routes, firewall rules and LiteLLM model list -- asks this module instead of kee
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,13 +51,18 @@ def fqdn(lab: Lab, host: str) -> str:
     return f"{host}.{domain}" if domain else host
 
 
-def image_ref(lab: Lab, host: str, key: str) -> str:
-    """The pinned image a host runs for `key`: its override if it has one, else the catalog's."""
-    overrides = lab.var(host, "labctl_image_overrides", {}) or {}
+def resolve_image(key: str, overrides: Mapping[str, Any], images: Mapping[str, Any]) -> str:
+    """The pinned image for a labctl_images key: the host's override if it has one, else the catalog's."""
     if key in overrides:
         return str(overrides[key])
-    image = (lab.setting("labctl_images", {}) or {}).get(key) or {}
+    image = images.get(key) or {}
     return f"{image.get('repository', '?')}:{image.get('tag', '?')}"
+
+
+def image_ref(lab: Lab, host: str, key: str) -> str:
+    return resolve_image(
+        key, lab.var(host, "labctl_image_overrides", {}) or {}, lab.setting("labctl_images", {}) or {}
+    )
 
 
 def as_bool(value: Any) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 # Variables that describe the whole platform; they live in group_vars/all and are read from the
@@ -65,17 +66,18 @@ class Lab:
         value = self._cache[key]
         return default if value is MISSING else value
 
+    @cached_property
+    def _tier_rank(self) -> dict[str, int]:
+        tiers = self.setting("labctl_tiers", [])
+        rank: dict[str, int] = {}
+        for index, tier in enumerate(tiers if isinstance(tiers, list) else []):
+            for member in self.groups.get(str(tier), []):
+                rank.setdefault(member, index)
+        return rank
+
     def _rank(self, host: str) -> tuple[int, str]:
         """Deployment order: tier by tier (labctl_tiers), by name within a tier, unmanaged last."""
-        if "_tier_rank" not in self.__dict__:
-            tiers = self.setting("labctl_tiers", [])
-            tiers = tiers if isinstance(tiers, list) else []
-            rank: dict[str, int] = {}
-            for index, tier in enumerate(tiers):
-                for member in self.groups.get(str(tier), []):
-                    rank.setdefault(member, index)
-            self.__dict__["_tier_rank"] = rank
-        return (self.__dict__["_tier_rank"].get(host, 1_000), host)
+        return (self._tier_rank.get(host, 1_000), host)
 
     def ordered(self, hosts: list[str]) -> list[str]:
         return sorted(hosts, key=self._rank)

@@ -35,9 +35,7 @@ def labctl_inventory_problems(hostvars: Mapping[str, Any], groups: Mapping[str, 
 
 def labctl_image(key: str, overrides: Mapping[str, str], images: Mapping[str, Mapping[str, str]]) -> str:
     """The pinned image reference for a labctl_images key, honouring per-host overrides."""
-    if key in overrides:
-        return str(overrides[key])
-    return f"{images[key]['repository']}:{images[key]['tag']}"
+    return catalog.resolve_image(key, overrides, images)
 
 
 def labctl_health_report(
