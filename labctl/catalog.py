@@ -16,14 +16,6 @@ from labctl.model import Lab
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """An HTTP endpoint of a service: which named port and path."""
-
-    port: str
-    path: str
-
-
-@dataclass(frozen=True)
 class Instance:
     """One service running on one host."""
 

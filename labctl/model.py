@@ -12,18 +12,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-# Variables that describe the whole platform; they live in group_vars/all and are read from the
-# first managed host.
-GLOBALS = (
-    "labctl_domain",
-    "labctl_services",
-    "labctl_images",
-    "labctl_image_overrides",
-    "labctl_tiers",
-    "labctl_gpu_vendors",
-    "labctl_models",
-)
-
 
 def plain(value: Any) -> Any:
     """Turn Ansible's lazy/tagged containers and strings into plain Python values."""
