@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from labctl.model import Lab
 
 
@@ -57,15 +59,9 @@ def image_ref(lab: Lab, host: str, key: str) -> str:
     )
 
 
-def as_bool(value: Any) -> bool:
-    """Ansible's truthiness for toggles: `-e x=false` arrives as the string "false"."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-    return bool(value)
-
-
 def stack_enabled(lab: Lab, host: str, stack: str) -> bool:
-    return as_bool(lab.var(host, f"{stack}_enabled", True))
+    # Ansible's `| bool` rules, as compose_stack applies them: `-e x=false` arrives as "false".
+    return bool(boolean(lab.var(host, f"{stack}_enabled", True), strict=False))
 
 
 def _endpoint_url(base: str, ports: dict[str, int], spec: Any) -> str | None:

@@ -34,8 +34,6 @@ class State:
 
 state = State()
 
-DEPLOYED_MARK = "Mark the machine as deployed through every tier"
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 TargetArg = Annotated[str, typer.Argument(help="A host, a group, or 'all'.")]
 
@@ -190,10 +188,7 @@ def _result_json(result: Any) -> str:
         {
             "ok": result.succeeded,
             "rc": result.rc,
-            "hosts": {
-                n: {**asdict(h), "ok_tasks": sorted(h.ok_tasks), "status": h.status}
-                for n, h in sorted(result.hosts.items())
-            },
+            "hosts": {n: {**asdict(h), "status": h.status} for n, h in sorted(result.hosts.items())},
             "errors": result.errors,
         }
     )
@@ -212,7 +207,7 @@ def deploy(
     result = _run("site.yml", target, check=check, diff=diff, progress=None if as_json else _progress(done))
     for host_result in result.hosts.values():
         # The last play of playbooks/deploy.yml marks machines that went through every tier.
-        host_result.incomplete = DEPLOYED_MARK not in host_result.ok_tasks
+        host_result.incomplete = not host_result.facts.get("labctl_deployed")
     if as_json:
         console.print_json(_result_json(result))
     else:

@@ -29,7 +29,7 @@ class HostResult:
     ignored: int = 0
     errors: list[str] = field(default_factory=list)
     changed_tasks: list[str] = field(default_factory=list)
-    ok_tasks: set[str] = field(default_factory=set)
+    modules: int = 0
     incomplete: bool = False
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -58,6 +58,23 @@ class RunResult:
         return self.rc == 0 and all(h.status in ("ok", "changed") for h in self.hosts.values())
 
 
+# Actions that only evaluate on the control machine: they run no module on the host.
+CONTROLLER_ONLY = frozenset(
+    {
+        "assert",
+        "debug",
+        "fail",
+        "import_role",
+        "include_role",
+        "include_tasks",
+        "include_vars",
+        "meta",
+        "set_fact",
+        "set_stats",
+        "validate_argument_spec",
+    }
+)
+
 Progress = Callable[[str, str, str], None]
 """Called with (host, task name, outcome) as tasks finish."""
 
@@ -81,8 +98,14 @@ def run_playbook(
     extravars: dict[str, Any] | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    env: dict[str, str] | None = None,
+    keep_facts: bool = True,
 ) -> RunResult:
-    """Run `playbook` (relative to the project) and collect per-host results."""
+    """Run `playbook` (relative to the project) and collect per-host results.
+
+    `env` adds environment variables (Ansible settings); `keep_facts=False` leaves the fact cache
+    to them instead of keeping facts in the project's cache directory between runs.
+    """
     hosts: dict[str, HostResult] = {}
     errors: list[str] = []
 
@@ -94,12 +117,14 @@ def run_playbook(
         data = event.get("event_data") or {}
         name = data.get("host") or ""
         task = str(data.get("task", ""))
+        action = str(data.get("task_action", "")).rsplit(".", 1)[-1]
+        if kind in ("runner_on_ok", "runner_on_failed") and name and action not in CONTROLLER_ONLY:
+            host(name).modules += 1
         if kind == "runner_on_ok":
             res = data.get("res") or {}
             if res.get("changed"):
                 host(name).changed_tasks.append(task)
             host(name).facts.update(res.get("ansible_facts") or {})
-            host(name).ok_tasks.add(task)
             outcome = "changed" if res.get("changed") else "ok"
         elif kind == "runner_on_failed":
             outcome = "ignored" if data.get("ignore_errors") else "failed"
@@ -156,11 +181,16 @@ def run_playbook(
                 "ANSIBLE_FORCE_COLOR": "0",
                 # ansible-playbook from the same environment as labctl, activated or not.
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+                **(env or {}),
             },
             event_handler=on_event,
             # Keep facts between runs where ansible.cfg keeps them (ansible-runner would otherwise
             # cache them in its throw-away artifact directory).
-            fact_cache=str(project / ".labctl" / "facts"),
+            **(
+                {"fact_cache": str(project / ".labctl" / "facts")}
+                if keep_facts
+                else {"fact_cache_type": "environment"}
+            ),
             quiet=not verbose,
         )
         rc = int(runner.rc if runner.rc is not None else 1)

@@ -22,7 +22,7 @@ def _exec(container: str, *argv: str) -> str:
     return (proc.stdout or proc.stderr).strip()
 
 
-def machines(network: str = "labctl-sim") -> list[Machine]:
+def machines() -> list[Machine]:
     """Every simulated machine (containers labelled io.labctl.sim), with systemd and engine state."""
     listing = subprocess.run(
         ["docker", "ps", "--all", "--filter", "label=io.labctl.sim=true", "--format", "{{.Names}}"],
@@ -40,7 +40,9 @@ def machines(network: str = "labctl-sim") -> list[Machine]:
     for info in inspected:
         container = info["Name"].lstrip("/")
         running = bool(info["State"]["Running"])
-        net = (info.get("NetworkSettings", {}).get("Networks") or {}).get(network) or {}
+        # Each machine sits on the lab network only (sim_lab role).
+        networks = list((info.get("NetworkSettings", {}).get("Networks") or {}).values())
+        net = networks[0] if networks else {}
         result.append(
             Machine(
                 name=info["Config"]["Labels"].get("io.labctl.machine", container),

@@ -79,3 +79,14 @@ def test_a_host_that_missed_later_tiers_is_not_a_success():
     assert RunResult(rc=0, status="successful", hosts={"erebus": done}).succeeded
     assert not RunResult(rc=0, status="successful", hosts={"erebus": done, "moros": cut_short}).succeeded
     assert HostResult("nyx").status == "not run"
+
+
+def test_deploy_mark_is_the_last_play_of_the_deploy_playbook():
+    """labctl deploy reads the mark as a fact; it must stay the final play and run on every machine."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    last = yaml.safe_load((ROOT / "playbooks" / "deploy.yml").read_text())[-1]
+    assert last["hosts"] == "lab"
+    assert last["tasks"][-1]["ansible.builtin.set_fact"] == {"labctl_deployed": True}
