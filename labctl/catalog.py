@@ -1,20 +1,25 @@
 """The service catalog: every service instance in the lab, derived from the inventory.
 
-`labctl_services` (group_vars/all/services.yml) says what a service is and which group runs it;
-the inventory says which hosts are in that group and where they are. Everything that needs to
-know "what runs where" -- /etc/hosts, health checks, and the later Prometheus targets, Traefik
-routes, firewall rules and LiteLLM model list -- asks this module instead of keeping its own list.
+`labctl_services` (group_vars/all/services.yml) says what a service is, in which deployment tier
+it goes out and which group runs it; the inventory says which hosts are in that group and where
+they are. One name per service: the catalog key is also its compose stack, its role
+(`roles/<name>`), its image key, its stand-in recipe (`sim/images/<name>`) and its lab test
+(`tests/lab/test_<name>.py`). Everything that needs to know "what runs where" -- the deploy's
+dispatcher, /etc/hosts, health checks, and later Prometheus targets, Traefik routes, firewall
+rules and the LiteLLM model list -- asks this module instead of keeping its own list.
+
+Call it on an inventory that passed labctl.schema (labctl.validate runs that first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ansible.module_utils.parsing.convert_bool import boolean
+from labctl import schema
+from labctl.model import VAULTED, Lab
 
-from labctl.model import Lab
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -23,128 +28,268 @@ class Instance:
 
     service: str
     host: str
-    stack: str
+    tier: str
     description: str
     image: str
+    image_key: str
     address: str
     fqdn: str
+    network: str
+    # Where its published ports listen: the lab address when other machines may connect
+    # (allow_from), loopback when only the machine itself uses it.
+    bind_address: str
     ports: dict[str, int]
     url: str
+    health: dict[str, Any] | None
     health_url: str | None
     metrics_url: str | None
     allow_from: list[str]
     allowed_hosts: list[str]
-    secrets: list[str] = field(default_factory=list)
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    consumes: list[str] = field(default_factory=list)
+    gpu: dict[str, Any] | None = None
+
+    @property
+    def stack(self) -> str:
+        return self.service
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "stack": self.stack}
 
 
-def fqdn(lab: Lab, host: str) -> str:
-    domain = str(lab.setting("labctl_domain", "home.arpa")).strip(".")
+def fqdn(domain: str, host: str) -> str:
+    domain = domain.strip(".")
     return f"{host}.{domain}" if domain else host
 
 
-def resolve_image(key: str, overrides: Mapping[str, Any], images: Mapping[str, Any]) -> str:
+def image_key(spec: schema.ServiceSpec, service: str, vendor: str | None) -> str:
+    """The labctl_images key a host runs: per GPU vendor where the catalog says so."""
+    if spec.image is None:
+        return service
+    if isinstance(spec.image, str):
+        return spec.image
+    choice = spec.image.get(vendor) if vendor in ("nvidia", "amd") else None  # type: ignore[call-overload]
+    return str(choice or spec.image.get("default") or service)
+
+
+def resolve_image(key: str, overrides: dict[str, str], images: dict[str, schema.ImageSpec]) -> str:
     """The pinned image for a labctl_images key: the host's override if it has one, else the catalog's."""
     if key in overrides:
-        return str(overrides[key])
-    image = images.get(key) or {}
-    return f"{image.get('repository', '?')}:{image.get('tag', '?')}"
-
-
-def image_ref(lab: Lab, host: str, key: str) -> str:
-    return resolve_image(
-        key, lab.var(host, "labctl_image_overrides", {}) or {}, lab.setting("labctl_images", {}) or {}
-    )
+        return overrides[key]
+    image = images.get(key)
+    return image.ref if image else f"{key}:?"
 
 
 def stack_enabled(lab: Lab, host: str, stack: str) -> bool:
-    # Ansible's `| bool` rules, as compose_stack applies them: `-e x=false` arrives as "false".
-    return bool(boolean(lab.var(host, f"{stack}_enabled", True), strict=False))
+    value = lab.var(host, f"{stack}_enabled", True)
+    try:
+        return schema.toggle(value)
+    except ValueError:
+        return False  # refused by validation; never deploy on a value nobody can read
 
 
-def _endpoint_url(base: str, ports: dict[str, int], spec: Any) -> str | None:
-    if not isinstance(spec, dict) or spec.get("port") not in ports:
+def _gpu(lab: Lab, host: str, settings: schema.Platform) -> dict[str, Any] | None:
+    gpu = lab.var(host, "gpu", None)
+    if not isinstance(gpu, dict):
         return None
-    return f"http://{base}:{ports[spec['port']]}{spec.get('path', '/')}"
+    passthrough = schema.toggle(lab.var(host, "labctl_gpu_passthrough", settings.labctl_gpu_passthrough))
+    return {
+        "vendor": gpu.get("vendor"),
+        "model": gpu.get("model"),
+        "count": gpu.get("count", 1),
+        "groups": gpu.get("groups", ["video", "render"]),
+        "env": gpu.get("env", {}),
+        "passthrough": passthrough,
+    }
 
 
-def services(lab: Lab) -> dict[str, dict[str, Any]]:
-    value = lab.setting("labctl_services", {})
-    return value if isinstance(value, dict) else {}
+def _endpoint_url(base: str, ports: dict[str, int], port: str | None, path: str | None) -> str | None:
+    if port not in ports or path is None:
+        return None
+    return f"http://{base}:{ports[port]}{path}"
 
 
-def instances(lab: Lab, *, include_disabled: bool = False) -> list[Instance]:
-    """Every service instance, in catalog order then inventory order.
+def _settings(lab: Lab, host: str) -> schema.Platform:
+    key = f"platform:{host}"
+    if key not in lab.memo:
+        lab.memo[key] = schema.platform(lab, host)
+    return lab.memo[key]  # type: ignore[no-any-return]
+
+
+def instances(
+    lab: Lab,
+    *,
+    include_disabled: bool = False,
+    hosts: list[str] | None = None,
+    services: list[str] | None = None,
+) -> list[Instance]:
+    """Every service instance (of `services`, on `hosts`, if given), in catalog order then
+    inventory order.
 
     Disabled stacks (`<stack>_enabled: false` on a host) are left out unless asked for.
     """
+    anchor = lab.anchor
+    if anchor is None:
+        return []
+    settings = _settings(lab, anchor)
+    managed = set(lab.managed)
     result: list[Instance] = []
-    for name, spec in services(lab).items():
-        if not isinstance(spec, dict):
+    for name, spec in settings.labctl_services.items():
+        if services is not None and name not in services:
             continue
-        stack = str(spec.get("stack", name))
-        ports = {str(k): int(v) for k, v in (spec.get("ports") or {}).items() if isinstance(v, int)}
-        allow_from = [str(g) for g in spec.get("allow_from") or []]
-        allowed_hosts = sorted({h for g in allow_from for h in lab.hosts_in(g)}, key=lab.all_hosts.index)
-        for host in lab.hosts_in(str(spec.get("placement", ""))):
-            if not include_disabled and not stack_enabled(lab, host, stack):
+        allowed_hosts = [h for h in lab.all_hosts if any(h in lab.hosts_in(g) for g in spec.allow_from)]
+        health = spec.health.model_dump(exclude_none=True) if spec.health else None
+        for host in lab.hosts_in(spec.placement):
+            if host not in managed or (hosts is not None and host not in hosts):
                 continue
-            name_fqdn = fqdn(lab, host)
-            first_port = next(iter(ports.values()), None)
+            if not include_disabled and not stack_enabled(lab, host, name):
+                continue
+            host_settings = _settings(lab, host)
+            address = str(lab.var(host, "lab_address", ""))
+            name_fqdn = fqdn(host_settings.labctl_domain, host)
+            gpu = _gpu(lab, host, host_settings) if spec.gpu else None
+            key = image_key(spec, name, (gpu or {}).get("vendor") or _vendor(lab, host))
+            first_port = next(iter(spec.ports.values()), None)
             result.append(
                 Instance(
                     service=name,
                     host=host,
-                    stack=stack,
-                    description=str(spec.get("description", "")),
-                    image=image_ref(lab, host, str(spec.get("image", name))),
-                    address=str(lab.var(host, "lab_address", "")),
+                    tier=spec.tier,
+                    description=spec.description,
+                    image=resolve_image(
+                        key, host_settings.labctl_image_overrides, host_settings.labctl_images
+                    ),
+                    image_key=key,
+                    address=address,
                     fqdn=name_fqdn,
-                    ports=ports,
+                    network=spec.network,
+                    bind_address=address if spec.allow_from else LOOPBACK,
+                    ports=dict(spec.ports),
                     url=f"http://{name_fqdn}:{first_port}" if first_port else f"http://{name_fqdn}",
-                    health_url=_endpoint_url(name_fqdn, ports, spec.get("health")),
-                    metrics_url=_endpoint_url(name_fqdn, ports, spec.get("metrics")),
-                    allow_from=allow_from,
+                    health=health,
+                    health_url=_endpoint_url(
+                        name_fqdn,
+                        spec.ports,
+                        spec.health.port if spec.health else None,
+                        spec.health.path if spec.health else None,
+                    ),
+                    metrics_url=_endpoint_url(
+                        name_fqdn,
+                        spec.ports,
+                        spec.metrics.port if spec.metrics else None,
+                        spec.metrics.path if spec.metrics else None,
+                    ),
+                    allow_from=list(spec.allow_from),
                     allowed_hosts=allowed_hosts,
-                    secrets=[str(s) for s in spec.get("secrets") or []],
+                    secrets={k: v.model_dump() for k, v in spec.secrets.items()},
+                    consumes=list(spec.consumes),
+                    gpu=gpu,
                 )
             )
     return result
 
 
+def _vendor(lab: Lab, host: str) -> str | None:
+    gpu = lab.var(host, "gpu", None)
+    return str(gpu.get("vendor")) if isinstance(gpu, dict) and gpu.get("vendor") else None
+
+
+def host_stacks(lab: Lab, host: str, tier: str | None = None) -> list[dict[str, Any]]:
+    """The instances on one host (in catalog order), optionally of one tier: what the deploy's
+    dispatcher includes, each with the secrets' values it needs for the stack's .env."""
+    result = []
+    for inst in instances(lab, hosts=[host]):
+        if tier is not None and inst.tier != tier:
+            continue
+        result.append(inst.as_dict())
+    return result
+
+
+def tiers(lab: Lab) -> list[str]:
+    """The deployment tiers, in order (labctl_tiers)."""
+    anchor = lab.anchor
+    return list(_settings(lab, anchor).labctl_tiers) if anchor else []
+
+
+def host_tiers(lab: Lab, host: str) -> list[int]:
+    """The deployment tiers (1-based positions in labctl_tiers) in which a host has stacks."""
+    anchor = lab.anchor
+    if anchor is None:
+        return []
+    tiers = _settings(lab, anchor).labctl_tiers
+    return sorted({tiers.index(i.tier) + 1 for i in instances(lab, hosts=[host]) if i.tier in tiers})
+
+
+def secret_env(name: str) -> str:
+    """The .env variable a secret reaches its stack as: redis_password -> REDIS_PASSWORD."""
+    return name.upper()
+
+
+def declared_secrets(lab: Lab) -> dict[str, dict[str, Any]]:
+    """Every secret the catalog declares (name -> form), with the services that use it."""
+    anchor = lab.anchor
+    if anchor is None:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for name, spec in _settings(lab, anchor).labctl_services.items():
+        for secret, form in spec.secrets.items():
+            entry = found.setdefault(secret, {**form.model_dump(), "services": []})
+            entry["services"].append(name)
+    return found
+
+
+def consumers(lab: Lab, hosts: list[str]) -> list[str]:
+    """Machines (outside `hosts`) whose derived configuration names these hosts: every machine's
+    /etc/hosts lists every machine, and stacks that consume a service placed on these hosts
+    (Prometheus targets, the gateway's model list, ...) live on their own machines."""
+    return [h for h in lab.managed if h not in hosts]
+
+
+def consumer_stacks(lab: Lab, host: str, changed_hosts: list[str]) -> list[dict[str, Any]]:
+    """Stacks on `host` that derive their configuration from services on `changed_hosts`."""
+    placed = {i.service for i in instances(lab, hosts=changed_hosts)}
+    return [
+        i.as_dict() for i in instances(lab, hosts=[host]) if "*" in i.consumes or placed & set(i.consumes)
+    ]
+
+
 def hosts_entries(lab: Lab) -> list[dict[str, Any]]:
     """Lines for /etc/hosts: every host with an address, its FQDN and short name, plus the DNS
     aliases of single-instance services. Same order on every machine, so the block is identical."""
+    anchor = lab.anchor
+    if anchor is None:
+        return []
+    settings = _settings(lab, anchor)
     aliases: dict[str, list[str]] = {}
-    for name, spec in services(lab).items():
-        alias = spec.get("alias") if isinstance(spec, dict) else None
-        placed = [i.host for i in instances(lab) if i.service == name]
-        if alias and len(placed) == 1:
-            aliases.setdefault(placed[0], []).append(fqdn(lab, str(alias)))
+    aliased = [name for name, spec in settings.labctl_services.items() if spec.alias]
+    placed_all = instances(lab, services=aliased) if aliased else []
+    for name, spec in settings.labctl_services.items():
+        placed = [i.host for i in placed_all if i.service == name]
+        if spec.alias and len(placed) == 1:
+            aliases.setdefault(placed[0], []).append(fqdn(settings.labctl_domain, spec.alias))
     entries = []
     for host in lab.all_hosts:
         address = lab.var(host, "lab_address", None)
-        if not address:
+        if not address or address is VAULTED:
             continue
-        names = [fqdn(lab, host), host, *aliases.get(host, [])]
+        names = [fqdn(settings.labctl_domain, host), host, *aliases.get(host, [])]
         entries.append({"address": str(address), "host": host, "names": names})
     return entries
 
 
 def placement_markdown(lab: Lab) -> str:
-    """The placement table of docs/architecture.md: machine, tier, roles (groups), services."""
-    tiers = [str(t) for t in lab.setting("labctl_tiers", []) or []]
-    skip = {"all", "ungrouped", "lab", *tiers}
+    """The placement table of docs/architecture.md: machine, groups, services by tier."""
+    anchor = lab.anchor
+    tiers = _settings(lab, anchor).labctl_tiers if anchor else []
     by_host: dict[str, list[str]] = {h: [] for h in lab.managed}
-    for inst in instances(lab):
+    for inst in sorted(instances(lab), key=lambda i: tiers.index(i.tier) if i.tier in tiers else 99):
         ports = ", ".join(str(p) for p in inst.ports.values())
-        by_host.setdefault(inst.host, []).append(f"{inst.service} ({ports})" if ports else inst.service)
-    lines = ["| machine | address | tier | groups | services (ports) |", "|---|---|---|---|---|"]
+        by_host.setdefault(inst.host, []).append(
+            f"{inst.service} ({inst.tier}{': ' + ports if ports else ''})"
+        )
+    lines = ["| machine | address | groups | services (tier: ports) |", "|---|---|---|---|"]
     for host, placed in by_host.items():
-        tier = next((t.removeprefix("tier_") for t in tiers if host in lab.hosts_in(t)), "-")
-        groups = ", ".join(sorted(g for g in lab.group_names(host) if g not in skip))
+        groups = ", ".join(sorted(g for g in lab.group_names(host) if g != "lab"))
         address = lab.var(host, "lab_address", "")
-        lines.append(f"| {host} | {address} | {tier} | {groups} | {', '.join(placed) or '-'} |")
+        lines.append(f"| {host} | {address} | {groups} | {', '.join(placed) or '-'} |")
     return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
-"""labctl: validate, inspect, deploy and check the lab (a thin layer over ansible-runner)."""
+"""labctl: set up, validate, inspect, deploy and check the lab (a thin layer over ansible-runner)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -10,21 +11,32 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from labctl import __version__, catalog, project
+from labctl import health as health_lib
 from labctl import inventory as inventory_loader
+from labctl import vault as vault_lib
 from labctl.model import Lab
+from labctl.validate import notes as validation_notes
 from labctl.validate import validate as validate_lab
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 sim_app = typer.Typer(
-    help="The simulated lab: ten containers named after the machines.", no_args_is_help=True
+    help="The simulated lab: one container per machine, reached over SSH like the real ones.",
+    no_args_is_help=True,
 )
 app.add_typer(sim_app, name="sim")
 
 console = Console()
 err = Console(stderr=True)
+
+# labctl validated the inventory (same code, same files) before it starts a playbook.
+VALIDATED = {"labctl_inventory_validated": True}
+# Commands that pass unknown options on to ansible-playbook (-e, --tags, --limit, -v, ...).
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 class State:
@@ -35,7 +47,8 @@ class State:
 state = State()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-TargetArg = Annotated[str, typer.Argument(help="A host, a group, or 'all'.")]
+SimOpt = Annotated[bool, typer.Option("--sim", help="Work on the simulated lab (after `labctl sim up`).")]
+TargetArg = Annotated[str, typer.Argument(help="A machine, a group, an Ansible host pattern, or 'all'.")]
 
 
 def _version(value: bool) -> None:
@@ -46,9 +59,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    sim: Annotated[
-        bool, typer.Option("--sim", help="Work on the simulated lab (after `labctl sim up`).")
-    ] = False,
+    sim: SimOpt = False,
     inventory: Annotated[
         list[Path] | None,
         typer.Option("--inventory", "-i", help="Inventory source(s) instead of the project's."),
@@ -61,94 +72,288 @@ def main(
     state.inventories = inventory or []
 
 
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
 def _root() -> Path:
     try:
-        return project.root()
+        root = project.root()
     except project.ProjectError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(str(exc)) from exc
+    # labctl reads inventories with the project's Ansible settings, as its playbooks do.
+    os.environ.setdefault("ANSIBLE_CONFIG", str(root / "ansible.cfg"))
+    return root
 
 
-def _sources(root: Path) -> list[Path]:
+def _target(root: Path, sim: bool) -> project.Target:
     try:
-        return project.inventory_sources(root, sim=state.sim, extra=state.inventories)
+        return project.target(root, sim=sim or state.sim, extra=state.inventories)
     except project.ProjectError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise _fail(str(exc)) from exc
 
 
-def _lab(root: Path) -> Lab:
-    return inventory_loader.load(_sources(root))
+def _lab(target: project.Target) -> Lab:
+    try:
+        password = vault_lib.password(target.env)
+        return inventory_loader.load(target.sources, vault_password=password)
+    except (inventory_loader.InventoryError, vault_lib.VaultError) as exc:
+        raise _fail(str(exc)) from exc
 
 
-@app.command()
-def validate(as_json: JsonOpt = False) -> None:
-    """Check the inventory offline (no host is contacted); exit 1 when anything is wrong."""
-    started = time.perf_counter()
-    problems = validate_lab(_lab(_root()))
-    elapsed = time.perf_counter() - started
-    if as_json:
-        console.print_json(json.dumps({"ok": not problems, "problems": [asdict(p) for p in problems]}))
-    elif problems:
-        table = Table("host", "variable", "problem", title=f"{len(problems)} inventory problem(s)")
+def _problems(lab: Lab, **options: bool) -> list[Any]:
+    """Validation, with a variable that cannot be read (a vault the password does not open) as a
+    message instead of a traceback."""
+    try:
+        return validate_lab(lab, **options)
+    except (inventory_loader.InventoryError, vault_lib.VaultError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _checked_lab(
+    target: project.Target, *, secrets: bool = True, decrypted: bool = False, as_json: bool = False
+) -> Lab:
+    """The inventory, refused (exit 1, every problem named) when validation finds anything.
+    `decrypted`: the command hands secrets to machines, so vaulted values must be readable."""
+    lab = _lab(target)
+    problems = _problems(lab, secrets=secrets, decrypted=decrypted)
+    for note in validation_notes(lab):
+        err.print(f"[yellow]note:[/yellow] {note}")
+    if problems and as_json:
+        print(json.dumps({"ok": False, "problems": [asdict(p) for p in problems]}))
+        raise typer.Exit(1)
+    if problems:
+        table = Table(
+            "host", "variable", "problem", title=f"{len(problems)} inventory problem(s); nothing was touched"
+        )
         for p in problems:
             table.add_row(p.host, p.variable, p.message)
         err.print(table)
+        raise typer.Exit(1)
+    return lab
+
+
+@app.command()
+def validate(as_json: JsonOpt = False, sim: SimOpt = False) -> None:
+    """Check the inventory offline (no machine is contacted); exit 1 when anything is wrong."""
+    started = time.perf_counter()
+    lab = _lab(_target(_root(), sim))
+    problems = _problems(lab)
+    notes = validation_notes(lab)
+    elapsed = time.perf_counter() - started
+    if as_json:
+        print(json.dumps({"ok": not problems, "problems": [asdict(p) for p in problems], "notes": notes}))
     else:
-        console.print(f"[green]inventory is valid[/green] ({elapsed:.2f}s)")
+        for note in notes:
+            err.print(f"[yellow]note:[/yellow] {note}")
+        if problems:
+            table = Table("host", "variable", "problem", title=f"{len(problems)} inventory problem(s)")
+            for p in problems:
+                table.add_row(p.host, p.variable, p.message)
+            err.print(table)
+        else:
+            console.print(f"[green]inventory is valid[/green] ({elapsed:.2f}s)")
     raise typer.Exit(1 if problems else 0)
 
 
 @app.command()
 def services(
-    host: Annotated[str | None, typer.Option(help="Only the services on this host.")] = None,
+    host: Annotated[str | None, typer.Option(help="Only the services on this machine.")] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="The placement table of docs/architecture.md.")
     ] = False,
     as_json: JsonOpt = False,
+    sim: SimOpt = False,
 ) -> None:
     """The service catalog: every service instance derived from the inventory."""
-    lab = _lab(_root())
+    lab = _checked_lab(_target(_root(), sim), secrets=False, as_json=as_json)
     if markdown:
         print(catalog.placement_markdown(lab), end="")
         return
     instances = [i for i in catalog.instances(lab) if host in (None, i.host)]
     if as_json:
-        console.print_json(json.dumps([i.as_dict() for i in instances]))
+        print(json.dumps([i.as_dict() for i in instances]))
         return
-    table = Table("service", "host", "stack", "address", "ports", "health", "image", title="labctl services")
+    table = Table(
+        "service", "host", "tier", "listens on", "ports", "health", "image", title="labctl services"
+    )
     for i in instances:
         ports = ", ".join(f"{k}={v}" for k, v in i.ports.items())
-        table.add_row(i.service, i.host, i.stack, i.address, ports, i.health_url or "-", i.image)
+        where = "host network" if i.network == "host" else i.bind_address
+        table.add_row(i.service, i.host, i.tier, where, ports, i.health_url or "-", i.image)
     console.print(table)
 
 
-def _progress(done: dict[str, int]) -> Any:
-    def show(host: str, task: str, outcome: str) -> None:
-        if outcome == "play":
-            console.print(f"[bold]{task}[/bold]")
-            return
-        done[host] = done.get(host, 0) + 1
-        colour = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red"}.get(
-            outcome, "dim"
+@app.command()
+def init(
+    rotate: Annotated[
+        list[str] | None, typer.Option("--rotate", help="Generate this secret anew (repeatable).")
+    ] = None,
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Generate every secret the catalog declares into the inventory's ansible-vault file.
+
+    Existing secrets are kept; `--rotate NAME` replaces one and names the stacks to redeploy. The
+    vault password is created on first use (see `labctl/vault.py` for where it lives)."""
+    target = _target(_root(), sim)
+    changes, created = _init(target, rotate or [])
+    if as_json:
+        print(json.dumps({"vault": str(target.vault_file), "changes": [asdict(c) for c in changes]}))
+        return
+    if created:
+        console.print(
+            f"created the vault password in [bold]{created}[/bold] (mode 0600): back it up; "
+            "without it the vault cannot be read"
         )
-        if outcome in ("changed", "failed", "unreachable"):
-            console.print(f"  [{colour}]{outcome:>11}[/{colour}] {host:<11} {task}")
+    table = Table("secret", "action", "used by", title=f"secrets in {target.vault_file}")
+    for change in changes:
+        table.add_row(change.name, change.action, ", ".join(change.services))
+    console.print(table)
+    rotated = [c for c in changes if c.action == "rotated"]
+    if rotated:
+        lab = _lab(target)
+        names = {c.name for c in rotated}
+        hosts = sorted({i.host for i in catalog.instances(lab) if names & set(i.secrets)})
+        stacks = sorted({s for c in rotated for s in c.services})
+        console.print(
+            f"redeploy to apply: {', '.join(stacks)} on {', '.join(hosts) or 'no machine'} -- "
+            f"`labctl{' --sim' if target.sim else ''} deploy {','.join(hosts) or 'all'}`"
+        )
 
-    return show
 
-
-def _in_deploy_order(names: Any) -> list[str]:
-    """Hosts in tier order (the order of a deploy); the control machine and unknown names last."""
+def _init(target: project.Target, rotate: list[str]) -> tuple[list[vault_lib.Change], Path | None]:
+    lab = _checked_lab(target, secrets=False)
     try:
-        return _lab(_root()).ordered(list(names))
-    except Exception:  # an inventory that cannot be read still gets its summary
-        return sorted(names)
+        password, created = vault_lib.ensure_password(target.env)
+        return vault_lib.init(target.vault_file, catalog.declared_secrets(lab), password, rotate), created
+    except vault_lib.VaultError as exc:
+        raise _fail(str(exc)) from exc
 
 
-def _summary(result: Any, title: str) -> None:
+class LiveProgress:
+    """The current play and task with a live count of machines through the task, above a line per
+    change or failure as it happens."""
+
+    def __init__(self, lab: Lab, run_hosts: list[str], tiers: list[str]) -> None:
+        self.lab = lab
+        self.run_hosts = run_hosts
+        self.tiers = tiers
+        self.play_name = ""
+        self.play_hosts: list[str] = []
+        self.task_name = ""
+        self.done: set[str] = set()
+        self.changed = 0
+        self.failed: set[str] = set()
+        self.live = Live(Text(""), console=console, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def _hosts_of(self, pattern: str) -> list[str]:
+        if pattern.startswith("labctl_tier_"):
+            tier = int(pattern.rsplit("_", 1)[1])
+            return [h for h in self.run_hosts if tier in catalog.host_tiers(self.lab, h)]
+        named = set(self.lab.match(pattern))
+        return [h for h in self.run_hosts if h in named]
+
+    def play(self, name: str, pattern: str) -> None:
+        label = name
+        if pattern.startswith("labctl_tier_"):
+            index = int(pattern.rsplit("_", 1)[1]) - 1
+            label = f"{name} ({self.tiers[index]})" if index < len(self.tiers) else name
+        self.play_name = label
+        self.play_hosts = [h for h in self._hosts_of(pattern) if h not in self.failed]
+        if self.play_hosts:
+            self.live.console.print(f"[bold]{label}[/bold] [dim]({len(self.play_hosts)} machines)[/dim]")
+        self.task("")
+
+    def task(self, name: str) -> None:
+        self.task_name = name
+        self.done = set()
+        self._draw()
+
+    def result(self, host: str, task: str, outcome: str, message: str = "") -> None:
+        self.done.add(host)
+        if outcome == "changed":
+            self.changed += 1
+        if outcome in ("failed", "unreachable"):
+            self.failed.add(host)
+        if outcome in ("changed", "failed", "unreachable"):
+            colour = {"changed": "yellow"}.get(outcome, "red")
+            detail = f": {message.splitlines()[0][:100]}" if message else ""
+            self.live.console.print(f"  [{colour}]{outcome:>11}[/{colour}] {host:<11} {task}{detail}")
+        self._draw()
+
+    def _draw(self) -> None:
+        total = len(self.play_hosts) or 1
+        line = Text.assemble(
+            (f"{self.play_name}", "bold"),
+            f"  {self.task_name}  ",
+            (f"{len(self.done)}/{total} machines", "cyan"),
+            f"  changed {self.changed}",
+            (f"  failed {len(self.failed)}" if self.failed else "", "red"),
+        )
+        self.live.update(line)
+
+
+def _run_hosts(lab: Lab, target: str) -> list[str]:
+    """The managed machines a target names, or a clear refusal (exit 2)."""
+    hosts = lab.match(target)
+    managed = set(lab.managed)
+    chosen = [h for h in lab.managed if h in hosts]
+    if chosen:
+        return chosen
+    if hosts:
+        others = ", ".join(sorted(hosts))
+        raise _fail(f"'{target}' names {others}, which labctl does not manage (not in group 'lab')")
+    if target in lab.groups:
+        raise _fail(f"group '{target}' has no machine")
+    known = ", ".join(sorted(managed))
+    raise _fail(f"no machine or group '{target}' in the inventory (machines: {known})")
+
+
+def _extra(ctx: typer.Context) -> tuple[list[str], str | None]:
+    """Arguments for ansible-playbook, with any --limit/-l taken out (labctl combines it with the target)."""
+    args = list(ctx.args)
+    limit = None
+    for flag in ("--limit", "-l"):
+        while flag in args:
+            index = args.index(flag)
+            limit = args[index + 1] if index + 1 < len(args) else None
+            del args[index : index + 2]
+    for arg in list(args):
+        if arg.startswith("--limit="):
+            limit = arg.split("=", 1)[1]
+            args.remove(arg)
+    if "--sim" in args:
+        args.remove("--sim")
+        state.sim = True
+    return args, limit
+
+
+def _playbook_run(
+    ctx: typer.Context, target: str, sim: bool, as_json: bool, *, decrypted: bool
+) -> tuple[Path, project.Target, Lab, list[str], list[str]]:
+    """What a playbook command needs: the project, its inventory (validated), the machines the
+    target names (with any --limit) and the arguments that go on to ansible-playbook."""
+    extra, limit = _extra(ctx)
+    root = _root()
+    tgt = _target(root, sim)
+    lab = _checked_lab(tgt, decrypted=decrypted, as_json=as_json)
+    hosts = _run_hosts(lab, target if not limit else f"{target}:&{limit}")
+    return root, tgt, lab, hosts, extra
+
+
+def _summary(result: Any, lab: Lab | None, title: str) -> None:
     table = Table("host", "ok", "changed", "failed", "unreachable", "skipped", "status", title=title)
-    for name in _in_deploy_order(result.hosts):
+    names = lab.ordered(list(result.hosts)) if lab else sorted(result.hosts)
+    for name in names:
         h = result.hosts[name]
         colour = {"ok": "green", "changed": "yellow", "incomplete": "magenta"}.get(h.status, "red")
         table.add_row(
@@ -161,118 +366,279 @@ def _summary(result: Any, title: str) -> None:
             f"[{colour}]{h.status}[/{colour}]",
         )
     console.print(table)
-    for name in sorted(result.hosts):
+    for name in names:
         for error in result.hosts[name].errors:
             err.print(f"[red]{name}[/red]: {error}")
-    incomplete = sorted(n for n, h in result.hosts.items() if h.status == "incomplete")
+    incomplete = [n for n in names if result.hosts[n].status == "incomplete"]
     if incomplete:
         err.print(
             f"[magenta]incomplete:[/magenta] {', '.join(incomplete)} did not get every tier "
-            "(a whole tier failed, so the later tiers were not deployed)"
+            "(every machine of an earlier tier failed, so the later tiers were not deployed)"
         )
     for error in result.errors:
         err.print(f"[red]error:[/red] {error}")
 
 
-def _run(playbook: str, target: str | None, **kwargs: Any) -> Any:
-    from labctl import runner
-
-    root = _root()
-    return runner.run_playbook(
-        root, playbook, _sources(root), limit=None if target in (None, "all") else target, **kwargs
-    )
-
-
-def _result_json(result: Any) -> str:
+def _result_json(result: Any, **extra: Any) -> str:
     return json.dumps(
         {
-            "ok": result.succeeded,
+            "ok": extra.pop("ok", result.succeeded),
             "rc": result.rc,
             "hosts": {n: {**asdict(h), "status": h.status} for n, h in sorted(result.hosts.items())},
             "errors": result.errors,
+            **extra,
         }
     )
 
 
-@app.command()
+@app.command(context_settings=PASSTHROUGH)
 def deploy(
+    ctx: typer.Context,
     target: TargetArg = "all",
     check: Annotated[bool, typer.Option("--check", help="Dry run: report what would change.")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show file differences.")] = False,
     as_json: JsonOpt = False,
+    sim: SimOpt = False,
 ) -> None:
-    """Deploy the platform (site.yml) to a host, a group or all, in dependency order."""
+    """Deploy the platform (site.yml) to machines, in dependency order.
+
+    Deploying some machines also re-renders what the other machines derive from the inventory
+    (/etc/hosts, and stacks that consume the deployed machines' services). Other options go to
+    ansible-playbook: -e, --tags, --limit, -v, ..."""
+    from labctl import runner
+
+    root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=True)
     started = time.perf_counter()
-    done: dict[str, int] = {}
-    result = _run("site.yml", target, check=check, diff=diff, progress=None if as_json else _progress(done))
-    for host_result in result.hosts.values():
-        # The last play of playbooks/deploy.yml marks machines that went through every tier.
-        host_result.incomplete = not host_result.facts.get("labctl_deployed")
+    common: dict[str, Any] = {"check": check, "diff": diff, "extra_args": extra, "env": tgt.env}
+    refresh: Any = None
+    with _progress(lab, hosts, catalog.tiers(lab), quiet=as_json) as progress:
+        result = runner.run_playbook(
+            root,
+            "site.yml",
+            tgt.sources,
+            limit=",".join(hosts),
+            extravars=VALIDATED,
+            progress=progress,
+            **common,
+        )
+        for host_result in result.hosts.values():
+            # The last play of playbooks/deploy.yml marks machines that went through every tier.
+            host_result.incomplete = not host_result.facts.get("labctl_deployed")
+        others = catalog.consumers(lab, hosts)
+        if others and result.succeeded:
+            refresh = runner.run_playbook(
+                root,
+                "playbooks/refresh.yml",
+                tgt.sources,
+                limit=",".join(others),
+                extravars={**VALIDATED, "labctl_changed_hosts": hosts},
+                progress=progress,
+                **common,
+            )
+    stale = (
+        sorted(n for n, h in refresh.hosts.items() if h.status not in ("ok", "changed")) if refresh else []
+    )
+    ok = result.succeeded and (refresh is None or refresh.succeeded)
     if as_json:
-        console.print_json(_result_json(result))
+        refreshed = {n: h.status for n, h in sorted(refresh.hosts.items())} if refresh else {}
+        print(
+            _result_json(result, ok=ok, refreshed=refreshed, refresh_errors=refresh.errors if refresh else [])
+        )
     else:
         mode = " (check mode)" if check else ""
-        _summary(result, f"labctl deploy {target}{mode}: {time.perf_counter() - started:.0f}s")
-    raise typer.Exit(0 if result.succeeded else 1)
+        _summary(result, lab, f"labctl deploy {target}{mode}: {time.perf_counter() - started:.0f}s")
+        if refresh is not None:
+            done = [n for n in lab.ordered(list(refresh.hosts)) if n not in stale]
+            console.print(f"refreshed what {len(done)} other machine(s) derive from the inventory")
+            for name in stale:
+                errors = "; ".join(refresh.hosts[name].errors)[:200]
+                err.print(
+                    f"[red]{name} not refreshed[/red] ({refresh.hosts[name].status}: {errors}): it does "
+                    f"not know about {', '.join(hosts)} yet; `labctl deploy {name}` when it is back"
+                )
+            for error in refresh.errors:
+                err.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(0 if ok else 1)
 
 
-@app.command()
-def health(target: TargetArg = "all", as_json: JsonOpt = False) -> None:
-    """Check reachability, the Docker engine and every catalog service on the machines."""
-    result = _run("playbooks/health.yml", target)
-    reports = {n: h.facts.get("labctl_health_report") for n, h in sorted(result.hosts.items())}
+class _Quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(lab: Lab, hosts: list[str], tiers: list[str], *, quiet: bool) -> Any:
+    return _Quiet() if quiet else LiveProgress(lab, hosts, tiers)
+
+
+@app.command(context_settings=PASSTHROUGH)
+def health(
+    ctx: typer.Context, target: TargetArg = "all", as_json: JsonOpt = False, sim: SimOpt = False
+) -> None:
+    """Is every machine what the catalog and its last deploy say? Engine, stacks, files,
+    containers and endpoints, one call per machine: healthy, unhealthy, drifted or unreachable."""
+    started = time.perf_counter()
+    from labctl import runner
+
+    root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=False)
+    result = runner.run_playbook(
+        root,
+        "playbooks/health.yml",
+        tgt.sources,
+        limit=",".join(hosts),
+        extra_args=extra,
+        env=tgt.env,
+        extravars={
+            **VALIDATED,
+            "labctl_health_judge": False,
+            "labctl_health_args": {
+                name: {
+                    "base_dir": lab.var(name, "labctl_base_dir"),
+                    "endpoints": health_lib.endpoints(catalog.host_stacks(lab, name)),
+                }
+                for name in hosts
+            },
+        },
+    )
+    heal = f"labctl{' --sim' if tgt.sim else ''} deploy"
+    reports: dict[str, Any] = {}
+    for name in hosts:
+        host_result = result.hosts.get(name)
+        probe = host_result.facts.get("labctl_health_probe") if host_result else None
+        report = health_lib.judge(probe, catalog.host_stacks(lab, name)) if probe else None
+        if host_result is None or host_result.unreachable or not report:
+            why = "; ".join(host_result.errors)[:300] if host_result else "did not run"
+            reports[name] = {
+                "ok": False,
+                "status": "unreachable",
+                "checks": [{"check": "reachable", "ok": False, "detail": why, "kind": "engine"}],
+            }
+        else:
+            reports[name] = dict(report)
+        if not reports[name]["ok"] and reports[name]["status"] != "unreachable":
+            reports[name]["heal"] = f"{heal} {name}"
+    ok = all(r["ok"] for r in reports.values()) and not result.errors
+    elapsed = time.perf_counter() - started
     if as_json:
-        console.print_json(json.dumps({"ok": result.succeeded, "hosts": reports, "errors": result.errors}))
-        raise typer.Exit(0 if result.succeeded else 1)
-    table = Table("host", "check", "ok", "detail", title=f"labctl health {target}")
-    for name in _in_deploy_order(result.hosts):
-        host_result = result.hosts[name]
-        report = reports.get(name)
-        if host_result.unreachable or not report:
-            table.add_row(name, "reachable", "[red]no[/red]", "; ".join(host_result.errors)[:120])
+        print(json.dumps({"ok": ok, "seconds": round(elapsed, 2), "hosts": reports, "errors": result.errors}))
+        raise typer.Exit(0 if ok else 1)
+    table = Table("host", "status", "check", "detail", title=f"labctl health {target}: {elapsed:.1f}s")
+    colours = {"healthy": "green", "unhealthy": "red", "drifted": "magenta", "unreachable": "red"}
+    for name in hosts:
+        report = reports[name]
+        status = f"[{colours[report['status']]}]{report['status']}[/{colours[report['status']]}]"
+        failing = [c for c in report["checks"] if not c["ok"]]
+        if not failing:
+            table.add_row(name, status, f"{len(report['checks'])} checks", "")
             continue
-        table.add_row(name, "reachable", "[green]yes[/green]", "")
-        for check in report["checks"]:
-            mark = "[green]yes[/green]" if check["ok"] else "[red]no[/red]"
-            table.add_row("", check["check"], mark, str(check["detail"])[:120])
+        for index, check in enumerate(failing):
+            table.add_row(
+                name if index == 0 else "",
+                status if index == 0 else "",
+                check["check"],
+                str(check["detail"])[:110],
+            )
     console.print(table)
+    for name in hosts:
+        if reports[name].get("heal"):
+            err.print(f"[magenta]{name}[/magenta]: heal with `{reports[name]['heal']}`")
     for error in result.errors:
         err.print(f"[red]error:[/red] {error}")
-    raise typer.Exit(0 if result.succeeded else 1)
+    raise typer.Exit(0 if ok else 1)
 
 
-@sim_app.command("up")
-def sim_up(as_json: JsonOpt = False) -> None:
-    """Build the images (cached) and start the ten simulated machines; write their inventory."""
-    result = _sim_run("present", as_json)
-    if result.succeeded and not as_json:
-        console.print("[green]simulated lab is up[/green]: use `labctl --sim deploy all`")
+# --- the simulated lab ---------------------------------------------------------------------------
 
 
-@sim_app.command("down")
-def sim_down(as_json: JsonOpt = False) -> None:
-    """Remove the simulated machines, their volumes, network and inventory (images stay cached)."""
-    _sim_run("absent", as_json)
-
-
-def _sim_run(sim_state: str, as_json: bool) -> Any:
+def _sim_playbook(extravars: dict[str, Any], as_json: bool, title: str) -> Any:
     from labctl import runner
 
     root = _root()
     started = time.perf_counter()
-    result = runner.run_playbook(
-        root, "playbooks/sim.yml", [root / "inventory" / "hosts.yml"], extravars={"sim_lab_state": sim_state}
-    )
-    if as_json:
-        console.print_json(_result_json(result))
-    else:
-        _summary(
-            result,
-            f"labctl sim {'up' if sim_state == 'present' else 'down'}: {time.perf_counter() - started:.0f}s",
-        )
-    if not result.succeeded:
-        raise typer.Exit(1)
+    sources = state.inventories or [root / "inventory"]
+    result = runner.run_playbook(root, "playbooks/sim.yml", sources, extravars=extravars)
+    # The simulated lab is built from this machine; the inventory check ran on its own.
+    result.hosts = {n: h for n, h in result.hosts.items() if n == "localhost"} or result.hosts
+    if not as_json:
+        _summary(result, None, f"{title}: {time.perf_counter() - started:.0f}s")
     return result
+
+
+def _sim_report(result: Any) -> dict[str, list[str]]:
+    local = result.hosts.get("localhost")
+    return dict((local.facts if local else {}).get("sim_lab_report") or {})
+
+
+def _sim_init(as_json: bool) -> None:
+    """The simulated lab keeps its own secrets: generate them into its inventory's vault."""
+    root = _root()
+    target = project.target(root, sim=True)
+    changes, _ = _init(target, [])
+    if not as_json:
+        made = [c.name for c in changes if c.action == "generated"]
+        if made:
+            console.print(f"[dim]simulated lab secrets generated: {', '.join(made)}[/dim]")
+
+
+@sim_app.command("up")
+def sim_up(as_json: JsonOpt = False) -> None:
+    """Build the images (cached) and start the simulated machines; write their inventory and secrets.
+
+    A stopped machine is started as it is (its disk is kept); a machine is recreated only when the
+    machine image changed, and then named."""
+    result = _sim_playbook({"sim_lab_state": "present"}, as_json, "labctl sim up")
+    if result.succeeded:
+        _sim_init(as_json)
+    report = _sim_report(result)
+    if as_json:
+        print(_result_json(result, report=report))
+    elif result.succeeded:
+        for name in report.get("recreated", []):
+            err.print(
+                f"[magenta]{name} recreated[/magenta] (its machine image changed): its files are gone; "
+                f"run `labctl --sim deploy {name}`"
+            )
+        for name in report.get("removed", []):
+            err.print(f"[magenta]{name} removed[/magenta]: the inventory no longer has it")
+        console.print("[green]simulated lab is up[/green]: use `labctl --sim deploy all`")
+    raise typer.Exit(0 if result.succeeded else 1)
+
+
+@sim_app.command("down")
+def sim_down(as_json: JsonOpt = False) -> None:
+    """Remove the simulated machines, their disks, network, inventory and secrets (images stay cached)."""
+    result = _sim_playbook({"sim_lab_state": "absent"}, as_json, "labctl sim down")
+    if as_json:
+        print(_result_json(result))
+    raise typer.Exit(0 if result.succeeded else 1)
+
+
+@sim_app.command("reset")
+def sim_reset(
+    target: Annotated[str, typer.Argument(help="A simulated machine, or 'all'.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reimage simulated machines on purpose: a new disk (files and engine data are gone)."""
+    from labctl import sim
+
+    try:
+        known = [m.name for m in sim.machines(deep=False)]
+        names = known if target == "all" else [sim.machine(target).name]
+    except sim.SimError as exc:
+        raise _fail(str(exc)) from exc
+    if not yes and not typer.confirm(f"Reimage {', '.join(names)}? Its files and data will be gone."):
+        raise typer.Exit(1)
+    result = _sim_playbook({"sim_lab_state": "present", "sim_lab_reset": names}, as_json, "labctl sim reset")
+    if result.succeeded:
+        _sim_init(as_json)
+    if as_json:
+        print(_result_json(result, reset=names))
+    elif result.succeeded:
+        console.print(f"reimaged {', '.join(names)}: run `labctl --sim deploy {','.join(names)}`")
+    raise typer.Exit(0 if result.succeeded else 1)
 
 
 @sim_app.command("status")
@@ -280,9 +646,12 @@ def sim_status(as_json: JsonOpt = False) -> None:
     """The simulated machines: container state, address, systemd and Docker engine."""
     from labctl import sim
 
-    machines = sim.machines()
+    try:
+        machines = sim.machines()
+    except sim.SimError as exc:
+        raise _fail(str(exc), 1) from exc
     if as_json:
-        console.print_json(json.dumps([asdict(m) for m in machines]))
+        print(json.dumps([asdict(m) for m in machines]))
     else:
         table = Table("machine", "container", "state", "address", "systemd", "docker", title="simulated lab")
         for m in machines:
@@ -290,3 +659,31 @@ def sim_status(as_json: JsonOpt = False) -> None:
         console.print(table if machines else "the simulated lab is not up (`labctl sim up`)")
     running = [m for m in machines if m.state == "running"]
     raise typer.Exit(0 if machines and len(running) == len(machines) else 1)
+
+
+def _fault(action: str, help_text: str) -> None:
+    def command(
+        machine: Annotated[str, typer.Argument(help="A simulated machine.")],
+        timeout: Annotated[int, typer.Option(help="Longest wait, in seconds.")] = 120,
+    ) -> None:
+        from labctl import sim
+
+        try:
+            console.print(sim.act(action, machine, timeout=timeout))
+        except sim.SimError as exc:
+            raise _fail(str(exc), 1) from exc
+
+    command.__doc__ = help_text
+    sim_app.command(action)(command)
+
+
+for _action, _help in (
+    ("stop", "Shut a simulated machine down cleanly (its disk is kept)."),
+    ("start", "Power a stopped simulated machine on and wait for its SSH server."),
+    ("kill", "Cut a simulated machine's power (SIGKILL; its disk is kept)."),
+    ("pause", "Freeze a simulated machine: it answers nothing until unpaused."),
+    ("unpause", "Let a frozen simulated machine run again."),
+    ("isolate", "Cut a simulated machine off the lab network (it keeps running)."),
+    ("rejoin", "Put an isolated simulated machine back on the lab network."),
+):
+    _fault(_action, _help)

@@ -1,82 +1,109 @@
-"""Judge a machine's health from what the health playbook observed on it.
+"""Judge a machine's health: is it what the catalog and its last deploy say it should be?
 
-The playbook only gathers facts (engine answer, `docker compose ps`, HTTP probes); this module
-decides what counts as healthy, so the rules are unit-tested and shared by playbook and CLI.
+The probe (labctl/probe.py, one call per machine) only observes; this module decides, so the rules
+are unit-tested and shared by the health playbook and the CLI. A machine is
+
+- `healthy`   when its engine answers, it holds every stack the catalog places there with the files
+              of its last deploy, and every container and endpoint of those stacks is well;
+- `drifted`   when what is on it is not what was deployed: no deploy mark (wiped, never deployed),
+              a stack missing or left over, a stack file gone or changed by hand. A redeploy heals it;
+- `unhealthy` when it holds the right things but a container or endpoint is down;
+- `unreachable` (decided by the caller) when it did not answer at all.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
-    return {"check": name, "ok": ok, "detail": detail}
+DRIFT, SERVICE, ENGINE = "drift", "service", "engine"
 
 
-def _containers(stdout: str) -> list[dict[str, Any]]:
-    """`docker compose ps --format json` prints one object per line (compose >= 2.21) or a list."""
-    text = stdout.strip()
-    if not text:
-        return []
-    if text.startswith("["):
-        parsed = json.loads(text)
-        return [c for c in parsed if isinstance(c, dict)]
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def endpoints(instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the probe should try for each instance: its HTTP health URL on the address it listens
+    on, or a TCP connect to its health port."""
+    result = []
+    for inst in instances:
+        health = inst.get("health")
+        if not health:
+            continue
+        port = inst["ports"][health["port"]]
+        address = inst["bind_address"]
+        entry = {"service": inst["service"], "address": address, "port": port}
+        if health.get("path"):
+            entry["url"] = f"http://{address}:{port}{health['path']}"
+        result.append(entry)
+    return result
 
 
-def report(
-    engine: Mapping[str, Any],
-    stacks: Sequence[Mapping[str, Any]],
-    endpoints: Sequence[Mapping[str, Any]],
-    services: Sequence[Mapping[str, Any]],
-) -> dict[str, Any]:
-    """Checks for one machine: engine, each catalog service's containers, each health endpoint.
+def _check(name: str, ok: bool, detail: str, kind: str) -> dict[str, Any]:
+    return {"check": name, "ok": ok, "detail": detail, "kind": kind}
 
-    engine     registered result of `docker info`
-    stacks     registered loop results of `docker compose ps` (item = stack name)
-    endpoints  registered loop results of ansible.builtin.uri (item = catalog instance)
-    services   the catalog instances placed on this machine
-    """
-    checks = []
-    engine_ok = engine.get("rc") == 0
+
+def judge(observed: Mapping[str, Any], expected: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Checks for one machine from the probe's report and the catalog instances placed on it."""
+    checks: list[dict[str, Any]] = []
+    engine = observed.get("engine") or {}
     checks.append(
         _check(
             "docker engine",
-            engine_ok,
-            str(engine.get("stdout") if engine_ok else engine.get("stderr", "")).strip(),
+            bool(engine.get("ok")),
+            str(engine.get("version") if engine.get("ok") else engine.get("error") or "no answer"),
+            ENGINE,
         )
     )
-    by_stack = {str(r.get("item")): r for r in stacks}
-    for service in services:
-        stack = str(service["stack"])
-        result = by_stack.get(stack)
-        name = f"{service['service']} containers"
-        if result is None or result.get("rc") != 0:
-            detail = str(result.get("stderr", "")).strip() if result else "not checked"
-            checks.append(_check(name, False, detail or "docker compose ps failed"))
-            continue
-        try:
-            containers = _containers(str(result.get("stdout", "")))
-        except json.JSONDecodeError as exc:
-            checks.append(_check(name, False, f"unreadable docker compose output: {exc}"))
+    stacks = list(dict.fromkeys(str(i["service"]) for i in expected))
+    mark = observed.get("mark")
+    marked = (mark or {}).get("stacks") or {}
+    if mark is None:
+        checks.append(_check("deploy mark", False, "missing: the machine was wiped or never deployed", DRIFT))
+    else:
+        files = observed.get("files") or {}
+        for stack in stacks:
+            if stack not in marked:
+                checks.append(
+                    _check(f"{stack} deployed", False, "the catalog places it here; not deployed", DRIFT)
+                )
+                continue
+            bad = []
+            for name, checksum in (marked[stack].get("files") or {}).items():
+                current = (files.get(stack) or {}).get(name)
+                if current is None:
+                    bad.append(f"stacks/{stack}/{name} is missing")
+                elif current != checksum:
+                    bad.append(f"stacks/{stack}/{name} changed since the deploy")
+            checks.append(_check(f"{stack} files", not bad, "; ".join(bad) or "as deployed", DRIFT))
+        dirs = observed.get("stack_dirs") or []
+        for stack in sorted((set(marked) | set(dirs)) - set(stacks)):
+            checks.append(_check(f"{stack} left over", False, "the catalog no longer places it here", DRIFT))
+    by_project: dict[str, list[Mapping[str, Any]]] = {}
+    for container in observed.get("containers") or []:
+        by_project.setdefault(str(container.get("project")), []).append(container)
+    for stack in stacks:
+        containers = by_project.get(stack, [])
+        if not engine.get("ok"):
             continue
         if not containers:
-            checks.append(_check(name, False, f"stack {stack} has no containers"))
+            checks.append(_check(f"{stack} containers", False, f"stack {stack} has no containers", SERVICE))
             continue
         bad = [
-            f"{c.get('Name')}: {c.get('State')}{'/' + c['Health'] if c.get('Health') else ''}"
+            f"{c.get('name')}: {c.get('state')}{'/' + str(c['health']) if c.get('health') else ''}"
             for c in containers
-            if c.get("State") != "running" or c.get("Health") not in ("", None, "healthy")
+            if c.get("state") != "running" or c.get("health") not in ("", None, "healthy")
         ]
-        summary = ", ".join(f"{c.get('Name')} {c.get('Health') or c.get('State')}" for c in containers)
-        checks.append(_check(name, not bad, "; ".join(bad) if bad else summary))
-    for result in endpoints:
-        item = result.get("item") or {}
+        summary = ", ".join(f"{c.get('name')} {c.get('health') or c.get('state')}" for c in containers)
+        checks.append(_check(f"{stack} containers", not bad, "; ".join(bad) or summary, SERVICE))
+    for result in observed.get("endpoints") or []:
         status = result.get("status", -1)
-        url = str(result.get("url") or item.get("health_url", ""))
-        ok = status == 200
-        detail = f"HTTP {status} from {url}" if status != -1 else f"{result.get('msg', 'no answer')} ({url})"
-        checks.append(_check(f"{item.get('service', '?')} endpoint", ok, detail))
-    return {"ok": all(c["ok"] for c in checks), "checks": checks}
+        target = result.get("url") or f"tcp://{result.get('address')}:{result.get('port')}"
+        ok = status == 200 if result.get("url") else status == 0
+        if status == -1:
+            detail = f"{result.get('error') or 'no answer'} ({target})"
+        else:
+            detail = (
+                f"HTTP {status} from {target}" if result.get("url") else f"accepts connections ({target})"
+            )
+        checks.append(_check(f"{result.get('service', '?')} endpoint", ok, detail, SERVICE))
+    failing = {c["kind"] for c in checks if not c["ok"]}
+    status = "drifted" if DRIFT in failing else "unhealthy" if failing else "healthy"
+    return {"ok": not failing, "status": status, "checks": checks}

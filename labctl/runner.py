@@ -1,7 +1,8 @@
 """Run a playbook with ansible-runner and turn its events into per-host results.
 
-labctl keeps no Ansible logic of its own: it picks the playbook, the inventory and the limit,
-shows progress from the event stream and summarises the recap.
+labctl keeps no Ansible logic of its own: it picks the playbook, the inventory, the limit and the
+environment (vault password, simulated lab), shows progress from the event stream and summarises
+the recap. A run in which no host ran is a failure, and a failure that a `rescue` handled is not.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,12 @@ class HostResult:
     def status(self) -> str:
         if not (self.ok or self.changed or self.failed or self.unreachable or self.skipped):
             return "not run"
-        if self.incomplete and not self.failed and not self.unreachable:
-            return "incomplete"
         if self.unreachable:
             return "unreachable"
         if self.failed:
             return "failed"
+        if self.incomplete:
+            return "incomplete"
         return "changed" if self.changed else "ok"
 
 
@@ -55,7 +56,11 @@ class RunResult:
 
     @property
     def succeeded(self) -> bool:
-        return self.rc == 0 and all(h.status in ("ok", "changed") for h in self.hosts.values())
+        return (
+            self.rc == 0
+            and bool(self.hosts)
+            and all(h.status in ("ok", "changed") for h in self.hosts.values())
+        )
 
 
 # Actions that only evaluate on the control machine: they run no module on the host.
@@ -64,6 +69,7 @@ CONTROLLER_ONLY = frozenset(
         "assert",
         "debug",
         "fail",
+        "group_by",
         "import_role",
         "include_role",
         "include_tasks",
@@ -75,16 +81,27 @@ CONTROLLER_ONLY = frozenset(
     }
 )
 
-Progress = Callable[[str, str, str], None]
-"""Called with (host, task name, outcome) as tasks finish."""
+
+class Progress:
+    """Receives the run's events as they happen (see labctl.cli for the live display)."""
+
+    def play(self, name: str, pattern: str) -> None: ...
+
+    def task(self, name: str) -> None: ...
+
+    def result(self, host: str, task: str, outcome: str, message: str = "") -> None: ...
 
 
 def _message(data: dict[str, Any]) -> str:
     res = data.get("res") or {}
-    msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
-    if isinstance(msg, list):
-        msg = "\n".join(str(m) for m in msg)
-    return str(msg).strip() or "failed"
+    parts = []
+    for key in ("msg", "reason", "stderr"):
+        value = res.get(key)
+        if isinstance(value, list):
+            value = "\n".join(str(m) for m in value)
+        if value and str(value).strip() not in parts:
+            parts.append(str(value).strip())
+    return ": ".join(parts) or "failed"
 
 
 def run_playbook(
@@ -96,15 +113,15 @@ def run_playbook(
     check: bool = False,
     diff: bool = False,
     extravars: dict[str, Any] | None = None,
+    extra_args: Sequence[str] = (),
     progress: Progress | None = None,
     verbose: bool = False,
     env: dict[str, str] | None = None,
-    keep_facts: bool = True,
 ) -> RunResult:
     """Run `playbook` (relative to the project) and collect per-host results.
 
-    `env` adds environment variables (Ansible settings); `keep_facts=False` leaves the fact cache
-    to them instead of keeping facts in the project's cache directory between runs.
+    `extra_args` go to ansible-playbook as given (-e, --tags, -v, ...); `env` adds environment
+    variables (Ansible settings, the vault password file).
     """
     hosts: dict[str, HostResult] = {}
     errors: list[str] = []
@@ -137,7 +154,11 @@ def run_playbook(
             outcome = "skipped"
         elif kind == "playbook_on_play_start":
             if progress:
-                progress("", str(data.get("play", "")), "play")
+                progress.play(str(data.get("name", "")), str(data.get("pattern", "")))
+            return True
+        elif kind == "playbook_on_task_start":
+            if progress:
+                progress.task(task)
             return True
         elif kind == "playbook_on_stats":
             for key, attr in (
@@ -151,6 +172,11 @@ def run_playbook(
             ):
                 for hostname, count in (data.get(key) or {}).items():
                     setattr(host(hostname), attr, int(count))
+            for result in hosts.values():
+                # A host stops at its first failure that nothing rescued, so that failure is the
+                # last one it reported; earlier ones were rescued (the recap counts them apart).
+                keep = result.failed + result.unreachable
+                result.errors = result.errors[-keep:] if keep else []
             return True
         elif kind == "error" or (kind == "verbose" and "ERROR" in str(event.get("stdout", ""))):
             errors.append(str(event.get("stdout", "")).strip())
@@ -158,7 +184,9 @@ def run_playbook(
         else:
             return True
         if progress and name:
-            progress(name, task, outcome)
+            progress.result(
+                name, task, outcome, _message(data) if outcome in ("failed", "unreachable") else ""
+            )
         return True
 
     cmdline: list[str] = []
@@ -168,6 +196,7 @@ def run_playbook(
         cmdline.append("--check")
     if diff:
         cmdline.append("--diff")
+    cmdline += list(extra_args)
     with tempfile.TemporaryDirectory(prefix="labctl-run-") as private:
         runner = ansible_runner.run(
             private_data_dir=private,
@@ -175,7 +204,7 @@ def run_playbook(
             playbook=playbook,
             limit=limit,
             extravars=extravars or {},
-            cmdline=" ".join(cmdline),
+            cmdline=" ".join(_quote(a) for a in cmdline),
             envvars={
                 "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
                 "ANSIBLE_FORCE_COLOR": "0",
@@ -184,17 +213,21 @@ def run_playbook(
                 **(env or {}),
             },
             event_handler=on_event,
-            # Keep facts between runs where ansible.cfg keeps them (ansible-runner would otherwise
-            # cache them in its throw-away artifact directory).
-            **(
-                {"fact_cache": str(project / ".labctl" / "facts")}
-                if keep_facts
-                else {"fact_cache_type": "environment"}
-            ),
+            # No fact cache between runs: every run gathers the few facts it needs, so one
+            # inventory's facts (the simulated lab's) can never stand in for another's.
+            fact_cache_type="memory",
             quiet=not verbose,
         )
         rc = int(runner.rc if runner.rc is not None else 1)
         if rc != 0 and not any(h.errors for h in hosts.values()) and not errors:
             stdout = runner.stdout.read() if runner.stdout else ""
             errors.append("\n".join(line for line in stdout.splitlines() if line.strip())[-3000:])
+    if rc == 0 and not hosts:
+        errors.append("no machine ran: the target matched no host of the inventory")
     return RunResult(rc=rc, status=str(runner.status), hosts=hosts, errors=errors)
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)

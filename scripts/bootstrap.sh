@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what labctl needs on a Debian 12 workstation or CI machine:
-# the Docker engine (Debian's docker.io), the compose v2 CLI plugin (from Debian 13, Debian 12 only
-# has compose v1), debootstrap for the simulated lab, and a Python virtualenv with labctl in it.
+# a Docker engine (the one already there, else Debian's docker.io), the compose v2 CLI plugin (from
+# Debian 13 -- Debian 12 only has compose v1 -- unless the engine has one), debootstrap and an SSH
+# client for the simulated lab, and a Python virtualenv with labctl in it.
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
 
@@ -11,10 +12,18 @@ log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || { echo "bootstrap: run as root (it installs packages)" >&2; exit 1; }; }
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
 install_packages() {
   local missing=()
-  for p in docker.io debootstrap iptables rsync; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  # The workstation is a lab machine too: an engine that is already there (Docker CE, say) is the
+  # one to use. Debian's docker.io is installed only where there is none (installing it next to
+  # docker-ce would make apt remove docker-ce).
+  if ! command -v dockerd >/dev/null 2>&1 && ! installed docker-ce && ! installed docker.io; then
+    missing+=(docker.io)
+  fi
+  for p in debootstrap iptables rsync openssh-client; do
+    installed "$p" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
     need_root

@@ -1,59 +1,171 @@
-"""Filters that give plays the service catalog and inventory validation (labctl's Python code)."""
+"""Filters that give plays the service catalog and inventory validation (labctl's Python code).
+
+labctl's modules are imported inside each filter, not here: Ansible loads every filter plugin in
+every forked worker that templates any filter, and importing the catalog (pydantic) costs about
+0.2 CPU-seconds -- paid per task and machine if done at the top of this file.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # The filters run the same code as the labctl CLI; make it importable when labctl is not installed.
 _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from labctl import catalog, health, validate  # noqa: E402
-from labctl.model import from_hostvars  # noqa: E402
+if TYPE_CHECKING:
+    from labctl.model import Lab
+
+
+# The Lab of the last `hostvars` seen: a template that calls several filters (a compose file reads
+# labctl_instance a dozen times) reads each variable once. Ansible gives each task its own
+# `hostvars` object, so nothing carries over from one task to the next.
+_LAST: list[tuple[Any, Lab]] = []
+
+
+def _lab(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], with_files: bool = False) -> Lab:
+    from labctl.inventory import _names
+    from labctl.model import from_hostvars
+
+    if not with_files:
+        if _LAST and _LAST[0][0] is hostvars:
+            return _LAST[0][1]
+        lab = from_hostvars(hostvars, groups)
+        _LAST[:] = [(hostvars, lab)]
+        return lab
+    dirs = set()
+    for host in groups.get("all", []):
+        try:
+            directory = hostvars[host].get("inventory_dir")
+        except Exception:  # noqa: S112 - a host without its magic variables has no inventory dir
+            continue
+        if directory:
+            dirs.add(Path(str(directory)))
+    return from_hostvars(
+        hostvars,
+        groups,
+        host_vars_names=sorted({n for d in dirs for n in _names(d / "host_vars")}),
+        group_vars_names=sorted({n for d in dirs for n in _names(d / "group_vars")}),
+    )
+
+
+def _tier_name(lab: Lab, tier: int | str | None) -> str | None:
+    from labctl import schema
+
+    if tier is None or (isinstance(tier, str) and not tier.isdigit()):
+        return tier
+    tiers = schema.platform(lab, lab.anchor or "").labctl_tiers
+    index = int(tier) - 1
+    return tiers[index] if 0 <= index < len(tiers) else f"<no tier {tier}>"
 
 
 def labctl_catalog(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     """Every enabled service instance, as dicts (see labctl.catalog.Instance)."""
-    return [i.as_dict() for i in catalog.instances(from_hostvars(hostvars, groups))]
+    from labctl import catalog
+
+    return [i.as_dict() for i in catalog.instances(_lab(hostvars, groups))]
+
+
+def labctl_host_stacks(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str, tier: int | str | None = None
+) -> list[dict[str, Any]]:
+    """The catalog instances on one machine (of one tier: its 1-based position or its name)."""
+    from labctl import catalog
+
+    lab = _lab(hostvars, groups)
+    return catalog.host_stacks(lab, host, _tier_name(lab, tier))
+
+
+def labctl_instance(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str, service: str
+) -> dict[str, Any]:
+    """The catalog instance of one service on one machine (what its role deploys)."""
+    from labctl import catalog
+
+    for instance in catalog.host_stacks(_lab(hostvars, groups), host):
+        if instance["service"] == service:
+            return instance
+    raise ValueError(f"the catalog does not place {service} on {host}")
+
+
+def labctl_host_tiers(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str
+) -> list[int]:
+    """The tiers (1-based positions in labctl_tiers) in which a machine has stacks."""
+    from labctl import catalog
+
+    return catalog.host_tiers(_lab(hostvars, groups), host)
+
+
+def labctl_consumer_stacks(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str, changed: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Stacks on `host` whose configuration derives from services on the `changed` machines."""
+    from labctl import catalog
+
+    return catalog.consumer_stacks(_lab(hostvars, groups), host, [str(h) for h in changed])
 
 
 def labctl_hosts_entries(
     hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]
 ) -> list[dict[str, Any]]:
     """The /etc/hosts lines every machine gets."""
-    return catalog.hosts_entries(from_hostvars(hostvars, groups))
+    from labctl import catalog
+
+    return catalog.hosts_entries(_lab(hostvars, groups))
 
 
-def labctl_inventory_problems(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> list[str]:
-    """Validation problems, one line each, naming host and variable; empty when sound."""
-    return [str(p) for p in validate.validate(from_hostvars(hostvars, groups))]
+def labctl_inventory_problems(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], secrets: bool = True
+) -> list[str]:
+    """Validation problems, one line each, naming host and variable; empty when sound. A playbook
+    that checks secrets goes on to use them: they must also be readable."""
+    from labctl import validate
 
-
-def labctl_image(key: str, overrides: Mapping[str, str], images: Mapping[str, Mapping[str, str]]) -> str:
-    """The pinned image reference for a labctl_images key, honouring per-host overrides."""
-    return catalog.resolve_image(key, overrides, images)
+    lab = _lab(hostvars, groups, with_files=True)
+    return [str(p) for p in validate.validate(lab, secrets=secrets, decrypted=secrets)]
 
 
 def labctl_health_report(
-    engine: Mapping[str, Any],
-    stacks: Mapping[str, Any],
-    endpoints: Mapping[str, Any],
-    services: Sequence[Mapping[str, Any]],
+    observed: Mapping[str, Any], expected: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """Judge one machine's health from the health playbook's registered results."""
-    return health.report(engine, stacks.get("results", []), endpoints.get("results", []), services)
+    """Judge one machine's health from what the health probe saw on it."""
+    from labctl import health
+
+    return health.judge(observed, expected)
+
+
+def labctl_health_endpoints(instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the health probe tries for each catalog instance."""
+    from labctl import health
+
+    return health.endpoints(instances)
+
+
+def labctl_sim_addresses(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], subnet: str
+) -> dict[str, str]:
+    """Each machine's address in the simulated lab's network (see labctl.sim.addresses)."""
+    from labctl import sim
+
+    return sim.addresses(_lab(hostvars, groups), subnet)
 
 
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "labctl_catalog": labctl_catalog,
+            "labctl_host_stacks": labctl_host_stacks,
+            "labctl_host_tiers": labctl_host_tiers,
+            "labctl_instance": labctl_instance,
+            "labctl_consumer_stacks": labctl_consumer_stacks,
             "labctl_hosts_entries": labctl_hosts_entries,
             "labctl_inventory_problems": labctl_inventory_problems,
-            "labctl_image": labctl_image,
             "labctl_health_report": labctl_health_report,
+            "labctl_health_endpoints": labctl_health_endpoints,
+            "labctl_sim_addresses": labctl_sim_addresses,
         }

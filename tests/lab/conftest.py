@@ -1,18 +1,25 @@
 """Fixtures for checks against the simulated lab (molecule's verify step, or after `labctl sim up`
-and `labctl --sim deploy all`). Machines are read from the simulated lab's inventory and reached
-with testinfra's docker backend (docker exec into each machine's container)."""
+and `labctl --sim deploy all`). Machines are read from the simulated lab's inventory. Checks look
+inside a machine with testinfra's docker backend (a console, independent of the SSH path under
+test) and drive the lab with the labctl CLI, as a user would."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import testinfra
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SIM_INVENTORY = ROOT / ".labctl" / "sim" / "inventory"
+SIM = ROOT / ".labctl" / "sim"
+SIM_INVENTORY = SIM / "inventory"
+LABCTL = str(ROOT / ".venv" / "bin" / "labctl")
 
 
 @dataclass(frozen=True)
@@ -28,16 +35,52 @@ def sim_machines() -> list[Machine]:
         return []
     hosts = yaml.safe_load(overlay.read_text())["all"]["hosts"]
     return [
-        Machine(name, spec["ansible_host"], spec["lab_address"])
+        Machine(name, f"labsim-{name}", spec["lab_address"])
         for name, spec in hosts.items()
-        if spec.get("ansible_connection")
+        if spec.get("ansible_ssh_private_key_file")
     ]
 
 
 MACHINES = sim_machines()
 
 if not MACHINES:
-    pytest.skip("the simulated lab is not up (labctl sim up)", allow_module_level=True)
+    pytest.skip(
+        "the simulated lab is not up: run ./scripts/test.sh (molecule test), or "
+        "`labctl sim up && labctl --sim deploy all` and then `pytest tests/lab`",
+        allow_module_level=True,
+    )
+
+
+def sim_env() -> dict[str, str]:
+    return {**os.environ, "LABCTL_VAULT_PASSWORD_FILE": str(SIM / "vault-password")}
+
+
+def labctl(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """Run the labctl CLI (as a user would) and return the finished process."""
+    return subprocess.run(
+        [LABCTL, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=sim_env()
+    )
+
+
+def labctl_json(*args: str, timeout: int = 900) -> tuple[int, Any]:
+    proc = labctl(*args, "--json", timeout=timeout)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(
+            f"labctl {' '.join(args)}: not JSON: {proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        ) from exc
+
+
+def box_of(name: str) -> Any:
+    return testinfra.get_host(f"docker://labsim-{name}")
+
+
+def sim_secret(name: str) -> str:
+    from labctl import vault
+
+    password = (SIM / "vault-password").read_text().strip()
+    return vault.read(SIM_INVENTORY / "vault.yml", password)[name]
 
 
 @pytest.fixture(params=MACHINES, ids=[m.name for m in MACHINES])
@@ -46,15 +89,8 @@ def machine(request: pytest.FixtureRequest) -> Machine:
 
 
 @pytest.fixture
-def box(machine: Machine) -> testinfra.host.Host:
-    return testinfra.get_host(f"docker://{machine.container}")
-
-
-@pytest.fixture(scope="session")
-def monitor() -> testinfra.host.Host:
-    """The monitoring machine: what Prometheus will scrape from."""
-    (moros,) = [m for m in MACHINES if m.name == "moros"]
-    return testinfra.get_host(f"docker://{moros.container}")
+def box(machine: Machine) -> Any:
+    return box_of(machine.name)
 
 
 @pytest.fixture(scope="session")
@@ -63,5 +99,11 @@ def machines() -> list[Machine]:
 
 
 @pytest.fixture(scope="session")
-def labctl() -> list[str]:
-    return [str(ROOT / ".venv" / "bin" / "labctl"), "--sim"]
+def by_name() -> dict[str, Machine]:
+    return {m.name: m for m in MACHINES}
+
+
+@pytest.fixture(scope="session")
+def monitor() -> Any:
+    """The monitoring machine: what Prometheus will scrape from."""
+    return box_of("moros")

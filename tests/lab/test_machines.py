@@ -6,6 +6,9 @@ import json
 
 import yaml
 
+from tests.hardening import problems
+from tests.lab.conftest import box_of
+
 
 def test_hostname_is_the_inventory_name(box, machine):
     assert box.check_output("hostname") == machine.name
@@ -18,12 +21,23 @@ def test_platform_tree_exists(box):
         assert d.user == "root" and d.mode == 0o755, path
 
 
-def test_docker_engine_runs_with_log_rotation(box):
+def test_ansible_reaches_it_as_the_admin_user_with_sudo(box):
+    """The same admin user the README tells owners to create with scripts/prepare-machine.sh."""
+    user = box.user("labctl")
+    assert user.exists and user.home == "/home/labctl"
+    keys = box.file("/home/labctl/.ssh/authorized_keys")
+    assert keys.mode == 0o600 and keys.user == "labctl" and "ssh-ed25519 " in keys.content_string
+    assert box.file("/etc/sudoers.d/50-labctl").content_string.strip() == "labctl ALL=(ALL:ALL) NOPASSWD: ALL"
+    assert box.service("ssh").is_running
+
+
+def test_docker_engine_runs_with_log_rotation_and_a_loopback_default(box):
     docker = box.service("docker")
     assert docker.is_running and docker.is_enabled
     config = json.loads(box.file("/etc/docker/daemon.json").content_string)
     assert config["log-driver"] == "json-file"
-    assert config["log-opts"]["max-size"] == "10m"
+    assert config["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    assert config["ip"] == "127.0.0.1", "a port published without an address stays on the machine"
     assert box.check_output("docker info --format '{{.LoggingDriver}}'") == "json-file"
 
 
@@ -39,62 +53,49 @@ def test_sysctl_settings_are_written(box):
 
 
 def test_stack_files_have_safe_modes(box):
-    stack = "/opt/ai-platform/stacks/node_agent"
-    env = box.file(f"{stack}/.env")
-    assert env.mode == 0o600 and env.user == "root"
-    compose = box.file(f"{stack}/compose.yaml")
-    assert compose.mode == 0o640 and compose.user == "root"
+    for stack in box.check_output("ls -1 /opt/ai-platform/stacks").split():
+        base = f"/opt/ai-platform/stacks/{stack}"
+        assert box.file(base).mode == 0o750
+        compose = box.file(f"{base}/compose.yaml")
+        assert compose.mode == 0o640 and compose.user == "root"
+        env = box.file(f"{base}/.env")
+        if env.exists:
+            assert env.mode == 0o600 and env.user == "root"
 
 
-def test_every_service_is_hardened(box):
-    """Every compose service: pinned image, healthcheck, restart policy, log rotation,
-    no-new-privileges, all capabilities dropped, no Docker socket."""
+def test_every_service_is_hardened_and_binds_to_the_lab_address(box, machine):
+    """Every compose file on every machine: pinned image, healthcheck, restart policy, log
+    rotation, no-new-privileges, all capabilities dropped, limits, a user, no Docker socket, and
+    published ports on the machine's lab address or loopback only."""
+    found = []
     for path in box.check_output("ls -1 /opt/ai-platform/stacks/*/compose.yaml").split():
         compose = yaml.safe_load(box.file(path).content_string)
         for name, service in compose["services"].items():
-            where = f"{path}:{name}"
-            image, _, tag = service["image"].rpartition(":")
-            assert image and tag and tag != "latest" and "/" not in tag, where
-            assert service["healthcheck"]["test"], where
-            assert service["restart"] in ("unless-stopped", "always"), where
-            assert service["logging"]["options"]["max-size"], where
-            assert "no-new-privileges:true" in service["security_opt"], where
-            assert service["cap_drop"] == ["ALL"], where
-            volumes = " ".join(str(v) for v in service.get("volumes", []))
-            assert "docker.sock" not in volumes, where
+            found += problems(f"{path}:{name}", service, {machine.address, "127.0.0.1"})
+    assert found == []
 
 
-def test_node_exporter_container_is_healthy(box):
-    state = json.loads(
-        box.check_output("docker inspect node_agent-node-exporter-1 --format '{{json .State}}'")
-    )
-    assert state["Status"] == "running"
-    assert state["Health"]["Status"] == "healthy"
-    user = box.check_output("docker inspect node_agent-node-exporter-1 --format '{{.Config.User}}'")
-    assert user == "65534:65534"
-
-
-def test_node_exporter_answers_the_monitoring_host(monitor, machine):
-    """Prometheus on moros will scrape every machine at its lab address."""
-    body = monitor.check_output(f"curl -sf --max-time 5 http://{machine.address}:9100/metrics")
-    assert "node_exporter_build_info" in body
-    assert "node_filesystem_avail_bytes" in body
+def test_the_deploy_mark_lists_every_stack_with_its_files(box):
+    mark = box.file("/opt/ai-platform/deployed.json")
+    assert mark.mode == 0o600
+    stacks = json.loads(mark.content_string)["stacks"]
+    assert set(stacks) == set(box.check_output("ls -1 /opt/ai-platform/stacks").split())
+    for stack, entry in stacks.items():
+        for name, checksum in entry["files"].items():
+            path = f"/opt/ai-platform/stacks/{stack}/{name}"
+            assert box.check_output(f"sha1sum {path}").split()[0] == checksum, path
 
 
 def test_etc_hosts_block_is_identical_and_complete(machines):
-    import testinfra
-
     blocks = {}
     for m in machines:
-        content = testinfra.get_host(f"docker://{m.container}").file("/etc/hosts").content_string
-        start = content.index("# BEGIN labctl")
-        end = content.index("# END labctl")
-        blocks[m.name] = content[start:end]
+        content = box_of(m.name).file("/etc/hosts").content_string
+        blocks[m.name] = content[content.index("# BEGIN labctl") : content.index("# END labctl")]
     assert len(set(blocks.values())) == 1, "the labctl block differs between machines"
     block = next(iter(blocks.values()))
     for m in machines:
         assert f"{m.address}\t{m.name}.home.arpa {m.name}" in block
-    # the names resolve through it
-    box = testinfra.get_host(f"docker://{machines[0].container}")
-    resolved = box.check_output("getent hosts moros.home.arpa").split()[0]
-    assert resolved == next(m.address for m in machines if m.name == "moros")
+    erebus = next(m for m in machines if m.name == "erebus")
+    assert f"{erebus.address}\terebus.home.arpa erebus redis.home.arpa" in block
+    box = box_of(machines[0].name)
+    assert box.check_output("getent hosts redis.home.arpa").split()[0] == erebus.address

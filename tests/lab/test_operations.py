@@ -1,22 +1,15 @@
-"""Operations against the converged lab: check mode, health, stack toggles."""
+"""Operations on the converged lab: check mode, health, a stopped service, a service moved."""
 
 from __future__ import annotations
 
-import json
-import subprocess
+import pytest
+import yaml
 
-import testinfra
-
-from .conftest import ROOT
+from tests.lab.conftest import SIM_INVENTORY, box_of, labctl_json
 
 
-def _json(argv):
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900)
-    return proc.returncode, json.loads(proc.stdout)
-
-
-def test_check_mode_after_converge_reports_nothing(labctl, machines):
-    rc, result = _json([*labctl, "deploy", "all", "--check", "--json"])
+def test_check_mode_after_converge_reports_nothing(machines):
+    rc, result = labctl_json("--sim", "deploy", "all", "--check")
     assert rc == 0, result
     assert set(result["hosts"]) == {m.name for m in machines}
     changed = {name: h["changed_tasks"] for name, h in result["hosts"].items() if h["changed"]}
@@ -24,73 +17,84 @@ def test_check_mode_after_converge_reports_nothing(labctl, machines):
     assert all(h["failed"] == 0 and h["unreachable"] == 0 for h in result["hosts"].values())
 
 
-def test_health_all_is_green(labctl, machines):
-    rc, result = _json([*labctl, "health", "all", "--json"])
+def test_health_all_is_green(machines):
+    rc, result = labctl_json("--sim", "health", "all")
     assert rc == 0, result
-    assert set(result["hosts"]) == {m.name for m in machines}
-    for name, report in result["hosts"].items():
-        checks = {c["check"]: c["ok"] for c in report["checks"]}
-        assert checks == {
-            "docker engine": True,
-            "node_exporter containers": True,
-            "node_exporter endpoint": True,
-        }, name
+    assert {name: r["status"] for name, r in result["hosts"].items()} == {m.name: "healthy" for m in machines}
+    erebus = {c["check"] for c in result["hosts"]["erebus"]["checks"]}
+    assert erebus == {
+        "docker engine",
+        "node_exporter files",
+        "redis files",
+        "node_exporter containers",
+        "redis containers",
+        "node_exporter endpoint",
+        "redis endpoint",
+    }
 
 
-def test_health_reports_a_stopped_service(labctl, machines):
-    """Stop one machine's exporter: health names it and exits non-zero; a deploy brings it back."""
-    target = next(m for m in machines if m.name == "zelus")
-    box = testinfra.get_host(f"docker://{target.container}")
-    box.check_output("docker stop node_agent-node-exporter-1")
+def test_health_reports_a_stopped_service_and_a_deploy_heals_it():
+    box = box_of("zelus")
+    box.check_output("docker stop node_exporter-node-exporter-1")
     try:
-        rc, result = _json([*labctl, "health", "zelus", "--json"])
+        rc, result = labctl_json("--sim", "health", "zelus")
         assert rc == 1
-        failing = [c["check"] for c in result["hosts"]["zelus"]["checks"] if not c["ok"]]
-        assert failing == ["node_exporter containers", "node_exporter endpoint"]
+        report = result["hosts"]["zelus"]
+        assert report["status"] == "unhealthy"
+        assert [c["check"] for c in report["checks"] if not c["ok"]] == [
+            "node_exporter containers",
+            "node_exporter endpoint",
+        ]
+        assert report["heal"] == "labctl --sim deploy zelus"
     finally:
-        rc, result = _json([*labctl, "deploy", "zelus", "--json"])
+        rc, result = labctl_json("--sim", "deploy", "zelus")
     assert rc == 0, result
     assert result["hosts"]["zelus"]["changed"] > 0
     assert (
-        box.check_output("docker inspect node_agent-node-exporter-1 --format '{{.State.Status}}'")
+        box.check_output("docker inspect node_exporter-node-exporter-1 --format '{{.State.Status}}'")
         == "running"
     )
 
 
-def test_disabling_a_stack_removes_it(machines):
-    """`node_agent_enabled: false` takes the stack down and removes its directory; true restores it."""
-    target = next(m for m in machines if m.name == "nyx")
-    box = testinfra.get_host(f"docker://{target.container}")
-    base = [
-        str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-        "site.yml",
-        "-i",
-        ".labctl/sim/inventory",
-        "-l",
-        "nyx",
+@pytest.fixture
+def cache_moved_to_zelus():
+    """An inventory change a user might make: the cache group's machine becomes zelus."""
+    hosts = yaml.safe_load((SIM_INVENTORY / "00-lab.yml").read_text())
+    hosts_of_lab = hosts["all"]["children"]["lab"]["children"]
+    assert list(hosts_of_lab["cache"]["hosts"]) == ["erebus"]
+    # An extra inventory source cannot take erebus out of `cache`, so the simulated lab's
+    # inventory points at an edited copy of hosts.yml for the duration of the test.
+    link = SIM_INVENTORY / "00-lab.yml"
+    original = link.resolve()
+    moved = SIM_INVENTORY.parent / "moved-hosts.yml"
+    hosts_of_lab["cache"]["hosts"] = {"zelus": None}
+    moved.write_text(yaml.safe_dump(hosts, sort_keys=False))
+    link.unlink()
+    link.symlink_to(moved)
+    try:
+        yield
+    finally:
+        link.unlink()
+        link.symlink_to(original)
+        moved.unlink()
+        rc, result = labctl_json("--sim", "deploy", "erebus,zelus")
+        assert rc == 0, result
+
+
+def test_moving_a_service_removes_it_from_its_old_machine(cache_moved_to_zelus):
+    erebus, zelus = box_of("erebus"), box_of("zelus")
+    assert erebus.file("/opt/ai-platform/stacks/redis").exists
+    rc, result = labctl_json("--sim", "deploy", "erebus,zelus")
+    assert rc == 0, result
+    assert not erebus.file("/opt/ai-platform/stacks/redis").exists
+    assert erebus.check_output("docker ps -a -q --filter label=com.docker.compose.project=redis") == ""
+    assert "redis_data" in erebus.check_output("docker volume ls -q"), "data volumes are kept"
+    assert zelus.check_output("docker inspect redis-redis-1 --format '{{.State.Health.Status}}'") == "healthy"
+    # the alias follows the service on every machine
+    assert box_of("moros").check_output("getent hosts redis.home.arpa").split()[1:] == [
+        "zelus.home.arpa",
+        "zelus",
+        "redis.home.arpa",
     ]
-    off = subprocess.run([*base, "-e", "node_agent_enabled=false"], cwd=ROOT, capture_output=True, text=True)
-    assert off.returncode == 0, off.stdout[-3000:]
-    assert box.check_output("docker ps -a -q --filter label=com.docker.compose.project=node_agent") == ""
-    assert not box.file("/opt/ai-platform/stacks/node_agent").exists
-    on = subprocess.run(base, cwd=ROOT, capture_output=True, text=True)
-    assert on.returncode == 0, on.stdout[-3000:]
-    assert box.file("/opt/ai-platform/stacks/node_agent/compose.yaml").exists
-
-
-def test_sim_status_lists_every_machine_running(machines):
-    proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "labctl"), "sim", "status", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    status = {m["name"]: m for m in json.loads(proc.stdout)}
-    assert set(status) == {m.name for m in machines}
-    for m in machines:
-        assert status[m.name]["state"] == "running"
-        assert status[m.name]["address"] == m.address
-        assert status[m.name]["systemd"] in ("running", "degraded")
-        assert status[m.name]["docker"].startswith("20.10")
+    rc, health = labctl_json("--sim", "health", "erebus,zelus")
+    assert rc == 0, health

@@ -1,14 +1,14 @@
-"""The catalog derives every service instance and /etc/hosts line from the inventory."""
+"""The catalog derives every service instance, tier, bind address and /etc/hosts line from the inventory."""
 
 from __future__ import annotations
 
 from labctl import catalog
 from tests.conftest import lab_group
 
-TEN = ["erebus", "hephaestus", "thanatos", "zelus", "hades", "kratos", "nyx", "orpheus", "moros", "local"]
+TEN = ["erebus", "hephaestus", "thanatos", "zelus", "orpheus", "kratos", "nyx", "hades", "moros", "local"]
 
 
-def test_node_exporter_runs_on_every_machine_in_tier_order(inventory_copy):
+def test_node_exporter_runs_on_every_machine_in_address_order(inventory_copy):
     lab = inventory_copy.load()
     instances = [i for i in catalog.instances(lab) if i.service == "node_exporter"]
     assert [i.host for i in instances] == TEN
@@ -20,12 +20,40 @@ def test_node_exporter_runs_on_every_machine_in_tier_order(inventory_copy):
     assert erebus.metrics_url == "http://erebus.home.arpa:9100/metrics"
     assert erebus.image == "quay.io/prometheus/node-exporter:v1.8.2"
     assert erebus.allowed_hosts == ["moros"]
+    assert erebus.tier == "base" and erebus.network == "host"
+
+
+def test_one_name_per_service(inventory_copy):
+    """The catalog key is the stack, the image key and the role."""
+    for inst in catalog.instances(inventory_copy.load()):
+        assert inst.stack == inst.service == inst.image_key
+        assert inst.as_dict()["stack"] == inst.service
+
+
+def test_a_service_listens_on_the_lab_address_only_when_others_may_connect(inventory_copy):
+    lab = inventory_copy.load()
+    redis = next(i for i in catalog.instances(lab) if i.service == "redis")
+    assert redis.bind_address == "192.168.50.10"
+    inventory_copy.edit(
+        "group_vars/all/services.yml", lambda d: d["labctl_services"]["redis"].update(allow_from=[])
+    )
+    redis = next(i for i in catalog.instances(inventory_copy.load()) if i.service == "redis")
+    assert redis.bind_address == "127.0.0.1"
+
+
+def test_stacks_and_tiers_of_a_machine(inventory_copy):
+    lab = inventory_copy.load()
+    assert [s["service"] for s in catalog.host_stacks(lab, "erebus")] == ["node_exporter", "redis"]
+    assert [s["service"] for s in catalog.host_stacks(lab, "erebus", "databases")] == ["redis"]
+    assert catalog.host_tiers(lab, "erebus") == [1, 2]
+    assert catalog.host_tiers(lab, "moros") == [1]
+    assert catalog.tiers(lab)[:2] == ["base", "databases"]
 
 
 def test_adding_a_gpu_node_is_one_inventory_entry(inventory_copy):
     inventory_copy.edit(
         "hosts.yml",
-        lambda d: lab_group(d, "tier_gpu", "inference", "gpu_nvidia")["hosts"].update(
+        lambda d: lab_group(d, "inference", "gpu_nvidia")["hosts"].update(
             ceto={
                 "lab_address": "192.168.50.24",
                 "gpu": {"vendor": "nvidia", "model": "RTX A4000", "vram_gb": 16},
@@ -33,18 +61,19 @@ def test_adding_a_gpu_node_is_one_inventory_entry(inventory_copy):
         ),
     )
     lab = inventory_copy.load()
-    hosts = [i.host for i in catalog.instances(lab)]
-    assert "ceto" in hosts
+    assert "ceto" in [i.host for i in catalog.instances(lab)]
     entries = {e["host"]: e for e in catalog.hosts_entries(lab)}
     assert entries["ceto"] == {
         "address": "192.168.50.24",
         "host": "ceto",
         "names": ["ceto.home.arpa", "ceto"],
     }
+    # every other machine derives its /etc/hosts from the same list: they are the consumers
+    assert catalog.consumers(lab, ["ceto"]) == TEN
 
 
 def test_a_disabled_stack_has_no_instance(inventory_copy):
-    (inventory_copy.dir / "host_vars" / "zelus.yml").write_text("node_agent_enabled: false\n")
+    (inventory_copy.dir / "host_vars" / "zelus.yml").write_text("node_exporter_enabled: false\n")
     lab = inventory_copy.load()
     assert "zelus" not in [i.host for i in catalog.instances(lab)]
     assert "zelus" in [i.host for i in catalog.instances(lab, include_disabled=True)]
@@ -54,10 +83,41 @@ def test_image_override_per_host(inventory_copy):
     (inventory_copy.dir / "host_vars" / "local.yml").write_text(
         "labctl_image_overrides:\n  node_exporter: registry.home.arpa/node-exporter:v1.8.2\n"
     )
-    lab = inventory_copy.load()
-    images = {i.host: i.image for i in catalog.instances(lab)}
+    images = {
+        i.host: i.image for i in catalog.instances(inventory_copy.load()) if i.service == "node_exporter"
+    }
     assert images["local"] == "registry.home.arpa/node-exporter:v1.8.2"
     assert images["erebus"] == "quay.io/prometheus/node-exporter:v1.8.2"
+
+
+def test_an_image_per_gpu_vendor(inventory_copy):
+    """hades (ROCm) runs another build of the same service than the NVIDIA nodes."""
+
+    def add_images(d):
+        d["labctl_images"]["probe"] = {"repository": "example/probe", "tag": "1.0"}
+        d["labctl_images"]["probe_rocm"] = {"repository": "example/probe", "tag": "1.0-rocm"}
+
+    inventory_copy.edit("group_vars/all/images.yml", add_images)
+    inventory_copy.add_service(
+        "probe",
+        "inference",
+        {"http": 7000},
+        image={"default": "probe", "amd": "probe_rocm"},
+        health={"port": "http", "path": "/"},
+        gpu=True,
+    )
+    lab = inventory_copy.load()
+    probes = {i.host: i for i in catalog.instances(lab) if i.service == "probe"}
+    assert probes["hades"].image == "example/probe:1.0-rocm"
+    assert probes["kratos"].image == "example/probe:1.0"
+    assert probes["hades"].gpu == {
+        "vendor": "amd",
+        "model": "Radeon RX 7900 XTX",
+        "count": 2,
+        "groups": ["video", "render"],
+        "env": {},
+        "passthrough": True,
+    }
 
 
 def test_hosts_entries_cover_every_machine_and_the_nas(inventory_copy):
@@ -67,9 +127,8 @@ def test_hosts_entries_cover_every_machine_and_the_nas(inventory_copy):
 
 
 def test_alias_for_a_single_instance_service(inventory_copy):
-    inventory_copy.add_service("metrics_ui", "monitoring", {"http": 3001}, alias="grafana")
     entries = {e["host"]: e["names"] for e in catalog.hosts_entries(inventory_copy.load())}
-    assert entries["moros"] == ["moros.home.arpa", "moros", "grafana.home.arpa"]
+    assert entries["erebus"] == ["erebus.home.arpa", "erebus", "redis.home.arpa"]
 
 
 def test_domain_change_flows_everywhere(inventory_copy):
@@ -79,6 +138,20 @@ def test_domain_change_flows_everywhere(inventory_copy):
     assert catalog.hosts_entries(lab)[0]["names"][0] == "erebus.lab.example.org"
 
 
-def test_toggle_given_as_a_string_is_understood(inventory_copy):
-    (inventory_copy.dir / "host_vars" / "zelus.yml").write_text('node_agent_enabled: "false"\n')
-    assert "zelus" not in [i.host for i in catalog.instances(inventory_copy.load())]
+def test_declared_secrets_and_who_uses_them(inventory_copy):
+    assert catalog.declared_secrets(inventory_copy.load()) == {
+        "redis_password": {"form": "password", "length": 32, "prefix": "", "services": ["redis"]}
+    }
+
+
+def test_consumer_stacks_follow_the_consumes_key(inventory_copy):
+    inventory_copy.add_service(
+        "scraper",
+        "monitoring",
+        {"http": 9090},
+        consumes=["node_exporter"],
+        health={"port": "http", "path": "/"},
+    )
+    lab = inventory_copy.load()
+    assert [s["service"] for s in catalog.consumer_stacks(lab, "moros", ["nyx"])] == ["scraper"]
+    assert catalog.consumer_stacks(lab, "erebus", ["nyx"]) == []

@@ -1,4 +1,4 @@
-"""labctl's offline commands against the real inventory and a broken copy."""
+"""labctl's offline behaviour: honest exit codes and messages, never a traceback."""
 
 from __future__ import annotations
 
@@ -7,60 +7,239 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from labctl.cli import app, state
 from tests.conftest import ROOT
 
 LABCTL = str(Path(sys.executable).parent / "labctl")
 
 
-def labctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LABCTL, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """The CLI keeps global options in a module-level object; reset it between invocations."""
+    state.sim, state.inventories = False, []
+    yield
+    state.sim, state.inventories = False, []
 
 
-def test_validate_accepts_the_real_inventory():
-    proc = labctl("validate")
-    assert proc.returncode == 0, proc.stderr
-    assert "inventory is valid" in proc.stdout
+def flat(text: str) -> str:
+    """Output without rich's line wrapping."""
+    return " ".join(text.split())
+
+
+def run(copy, *args, env=None):
+    result = CliRunner().invoke(
+        app, ["--inventory", str(copy.dir), *args], env={**copy.env, **(env or {})}, catch_exceptions=True
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result
+
+
+def test_validate_accepts_the_inventory(inventory_copy):
+    result = run(inventory_copy, "validate")
+    assert result.exit_code == 0, result.output
+    assert "inventory is valid" in result.stdout
 
 
 def test_validate_names_host_and_variable_and_exits_1(inventory_copy):
     inventory_copy.edit("host_vars/nyx.yml", lambda d: d["gpu"].update(vendor="matrox"))
-    proc = labctl("--inventory", str(inventory_copy.hosts_file), "validate", "--json")
-    assert proc.returncode == 1
-    result = json.loads(proc.stdout)
-    assert result["ok"] is False
-    assert result["problems"] == [
-        {
-            "host": "nyx",
-            "variable": "gpu.vendor",
-            "message": "unknown GPU vendor 'matrox' (known: nvidia, amd)",
-        }
+    result = run(inventory_copy, "validate", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "problems": [
+            {
+                "host": "nyx",
+                "variable": "gpu.vendor",
+                "message": "unknown GPU vendor 'matrox' (known: nvidia, amd)",
+            }
+        ],
+        "notes": [],
+    }
+
+
+def test_services_json_lists_every_instance(inventory_copy):
+    result = run(inventory_copy, "services", "--json")
+    assert result.exit_code == 0
+    instances = json.loads(result.stdout)
+    assert len(instances) == 11
+    assert {i["service"] for i in instances} == {"node_exporter", "redis"}
+
+
+def test_services_for_one_host(inventory_copy):
+    result = run(inventory_copy, "services", "--host", "erebus", "--json")
+    assert [i["service"] for i in json.loads(result.stdout)] == ["node_exporter", "redis"]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("truenas", "which labctl does not manage"),
+        ("nas", "which labctl does not manage"),
+        ("nosuch", "no machine or group 'nosuch'"),
+        ("empty", "group 'empty' has no machine"),
+    ],
+)
+def test_a_target_that_names_no_managed_machine_is_refused(inventory_copy, target, message):
+    inventory_copy.edit("hosts.yml", lambda d: d["all"]["children"].update(empty={"hosts": {}}))
+    for command in ("deploy", "health"):
+        result = run(inventory_copy, command, target)
+        assert result.exit_code == 2, result.output
+        assert message in flat(result.stderr)
+
+
+def test_deploy_refuses_a_bad_inventory_before_running_anything(inventory_copy):
+    inventory_copy.vault_file.unlink()
+    result = run(inventory_copy, "deploy", "all")
+    assert result.exit_code == 1
+    assert "redis_password" in flat(result.stderr) and "nothing was touched" in flat(result.stderr)
+
+
+def test_a_missing_inventory_path(tmp_path):
+    result = CliRunner().invoke(app, ["--inventory", str(tmp_path / "nowhere"), "validate"])
+    assert result.exit_code == 2 and "does not exist" in flat(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "words"),
+    [
+        ("hosts.yml", "all:\n  children: [lab, nas]\n  hosts: {a: b\n", "does not parse"),
+        ("hosts.yml", "all:\n  children:\n    lab: [erebus, moros]\n", "does not parse"),
+        (
+            "hosts.yml",
+            "all:\n  children:\n    a:\n      children:\n        b:\n"
+            "          children:\n            a: {}\n",
+            "does not parse",
+        ),
+        ("group_vars/all/network.yml", "- labctl_domain\n- home.arpa\n", "network.yml must be a mapping"),
+    ],
+    ids=["yaml-syntax", "list-for-a-mapping", "group-cycle", "vars-file-not-a-mapping"],
+)
+def test_an_inventory_that_does_not_parse_is_a_message_not_a_traceback(inventory_copy, file, content, words):
+    (inventory_copy.dir / file).write_text(content)
+    result = run(inventory_copy, "validate")
+    assert result.exit_code == 2, result.output
+    assert words in flat(result.stderr)
+
+
+def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
+    inventory_copy.vault_file.unlink()
+    first = run(inventory_copy, "init", "--json")
+    assert first.exit_code == 0, first.output
+    assert [(c["name"], c["action"]) for c in json.loads(first.stdout)["changes"]] == [
+        ("redis_password", "generated")
     ]
+    assert run(inventory_copy, "validate").exit_code == 0
+    again = run(inventory_copy, "init", "--json")
+    assert [c["action"] for c in json.loads(again.stdout)["changes"]] == ["kept"]
+    rotated = run(inventory_copy, "init", "--rotate", "redis_password")
+    assert rotated.exit_code == 0
+    assert "redeploy to apply: redis on erebus" in flat(rotated.stdout)
 
 
-def test_services_json_lists_every_instance():
-    proc = labctl("services", "--json")
-    assert proc.returncode == 0
-    instances = json.loads(proc.stdout)
-    assert len(instances) == 10
-    assert {i["service"] for i in instances} == {"node_exporter"}
-    assert all(i["health_url"].endswith(":9100/metrics") for i in instances)
+def test_init_creates_the_password_outside_the_repository(inventory_copy, tmp_path):
+    inventory_copy.vault_file.unlink()
+    config = tmp_path / "config"
+    result = CliRunner().invoke(
+        app,
+        ["--inventory", str(inventory_copy.dir), "init"],
+        env={"XDG_CONFIG_HOME": str(config), "LABCTL_VAULT_PASSWORD_FILE": "", "LABCTL_VAULT_PASSWORD": ""},
+    )
+    assert result.exit_code == 0, result.output
+    assert (config / "labctl" / "vault-password").is_file()
+    assert "back it up" in flat(result.stdout)
 
 
-def test_services_for_one_host():
-    proc = labctl("services", "--host", "moros", "--json")
-    assert [i["host"] for i in json.loads(proc.stdout)] == ["moros"]
-
-
-def test_sim_commands_need_the_simulated_lab(tmp_path):
+def test_sim_option_is_accepted_after_the_subcommand(tmp_path):
     (tmp_path / "site.yml").write_text("---\n")
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    for args in (["--sim", "validate"], ["validate", "--sim"], ["deploy", "all", "--sim"]):
+        proc = subprocess.run([LABCTL, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "labctl sim up" in flat(proc.stderr)
+
+
+def test_sim_status_with_the_engine_stopped_is_a_message():
     proc = subprocess.run(
-        [LABCTL, "--sim", "validate"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [LABCTL, "sim", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+            "DOCKER_HOST": "unix:///nonexistent.sock",
+        },
     )
-    assert proc.returncode == 2
-    assert "labctl sim up" in proc.stderr
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "Docker engine is not running" in flat(proc.stderr)
 
 
 def test_version():
-    proc = labctl("--version")
+    proc = subprocess.run([LABCTL, "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("labctl ")
+
+
+def test_extra_arguments_reach_ansible(inventory_copy, monkeypatch):
+    """-e, --tags, -v go to ansible-playbook; --limit narrows the target."""
+    calls = []
+
+    def fake_run(project, playbook, inventories, **kwargs):
+        from labctl.runner import RunResult
+
+        calls.append({**kwargs, "playbook": playbook})
+        return RunResult(rc=0, status="successful", hosts={})
+
+    monkeypatch.setattr("labctl.runner.run_playbook", fake_run)
+    result = run(inventory_copy, "deploy", "inference", "--limit", "nyx", "-e", "x=1", "--tags", "t", "-v")
+    [deploy] = calls  # a deploy in which no machine ran refreshes nothing either
+    assert deploy["playbook"] == "site.yml" and deploy["limit"] == "nyx"
+    assert deploy["extra_args"] == ["-e", "x=1", "--tags", "t", "-v"]
+    assert result.exit_code == 1, "a run in which no machine ran is not a success"
+
+
+def test_the_repository_ships_no_secrets():
+    """The vault labctl init writes is never committed here; a fresh clone runs labctl init."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "inventory/vault.yml" not in tracked.split()
+    ignored = subprocess.run(["git", "check-ignore", "inventory/vault.yml"], cwd=ROOT, capture_output=True)
+    assert ignored.returncode == 0
+
+
+def test_a_fresh_inventory_asks_for_labctl_init(tmp_path):
+    from tests.conftest import InventoryCopy
+
+    copy = InventoryCopy(tmp_path, with_vault=False)
+    result = run(copy, "validate", "--json")
+    assert result.exit_code == 1
+    [problem] = json.loads(result.stdout)["problems"]
+    assert (problem["host"], problem["variable"]) == ("erebus", "redis_password")
+    assert "labctl init" in problem["message"]
+
+
+def test_a_wrong_vault_password_is_a_message_not_a_traceback(inventory_copy, tmp_path):
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    for command in (["validate"], ["deploy", "all"], ["health", "all"]):
+        result = run(inventory_copy, *command, env={"LABCTL_VAULT_PASSWORD_FILE": str(wrong)})
+        assert result.exit_code == 2, (command, result.output)
+        assert "does not decrypt" in flat(result.stderr)
+
+
+def test_deploying_needs_readable_secrets_validating_does_not(inventory_copy, tmp_path):
+    env = {"LABCTL_VAULT_PASSWORD_FILE": "", "LABCTL_VAULT_PASSWORD": "", "XDG_CONFIG_HOME": str(tmp_path)}
+    assert run(inventory_copy, "validate", env=env).exit_code == 0
+    result = run(inventory_copy, "deploy", "all", "--json", env=env)
+    assert result.exit_code == 1
+    [problem] = json.loads(result.stdout)["problems"]
+    assert (problem["host"], problem["variable"]) == ("erebus", "redis_password")
+    assert "no vault password was given" in problem["message"]
+
+
+def test_an_inventory_file_takes_the_vault_beside_it(inventory_copy):
+    result = CliRunner().invoke(
+        app, ["--inventory", str(inventory_copy.hosts_file), "validate", "--json"], env=inventory_copy.env
+    )
+    assert result.exit_code == 0, result.output

@@ -1,75 +1,161 @@
-"""How a machine's observed state is judged healthy or not."""
+"""How a machine's observed state is judged: healthy, unhealthy or drifted."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
+import socket
+import subprocess
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from threading import Thread
 
-from labctl.health import report
+import pytest
+
+from labctl.health import endpoints, judge
 from labctl.runner import HostResult, RunResult
+from tests.conftest import ROOT
 
-SERVICE = {
-    "service": "node_exporter",
-    "stack": "node_agent",
-    "health_url": "http://erebus.home.arpa:9100/metrics",
+REDIS = {
+    "service": "redis",
+    "ports": {"redis": 6379},
+    "bind_address": "10.0.0.1",
+    "health": {"port": "redis", "command": ["redis-cli", "ping"]},
 }
-ENGINE_OK = {"rc": 0, "stdout": "20.10.24", "stderr": ""}
+EXPORTER = {
+    "service": "node_exporter",
+    "ports": {"metrics": 9100},
+    "bind_address": "10.0.0.1",
+    "health": {"port": "metrics", "path": "/metrics"},
+}
+HEALTHY = {
+    "engine": {"ok": True, "version": "20.10.24", "error": ""},
+    "mark": {
+        "stacks": {
+            "node_exporter": {"files": {"compose.yaml": "aaa"}},
+            "redis": {"files": {".env": "bbb", "compose.yaml": "ccc", "redis.conf": "ddd"}},
+        }
+    },
+    "files": {
+        "node_exporter": {"compose.yaml": "aaa"},
+        "redis": {".env": "bbb", "compose.yaml": "ccc", "redis.conf": "ddd"},
+    },
+    "stack_dirs": ["node_exporter", "redis"],
+    "containers": [
+        {
+            "name": "node_exporter-node-exporter-1",
+            "project": "node_exporter",
+            "state": "running",
+            "health": "healthy",
+        },
+        {"name": "redis-redis-1", "project": "redis", "state": "running", "health": "healthy"},
+    ],
+    "endpoints": [
+        {"service": "node_exporter", "url": "http://10.0.0.1:9100/metrics", "status": 200},
+        {"service": "redis", "address": "10.0.0.1", "port": 6379, "status": 0},
+    ],
+}
 
 
-def ps(*containers):
-    return [{"item": "node_agent", "rc": 0, "stdout": "\n".join(json.dumps(c) for c in containers)}]
+def observed(**changes):
+    result = copy.deepcopy(HEALTHY)
+    result.update(changes)
+    return result
 
 
-def endpoint(status):
-    return [{"item": SERVICE, "status": status, "url": "http://10.0.0.1:9100/metrics"}]
+def failing(report):
+    return {c["check"]: c["detail"] for c in report["checks"] if not c["ok"]}
 
 
 def test_healthy_machine():
-    result = report(
-        ENGINE_OK, ps({"Name": "x", "State": "running", "Health": "healthy"}), endpoint(200), [SERVICE]
-    )
-    assert result["ok"] is True
-    assert [c["check"] for c in result["checks"]] == [
+    report = judge(HEALTHY, [EXPORTER, REDIS])
+    assert report["ok"] is True and report["status"] == "healthy"
+    assert [c["check"] for c in report["checks"]] == [
         "docker engine",
+        "node_exporter files",
+        "redis files",
         "node_exporter containers",
+        "redis containers",
         "node_exporter endpoint",
+        "redis endpoint",
     ]
 
 
-def test_unhealthy_container_is_named():
-    result = report(
-        ENGINE_OK, ps({"Name": "x", "State": "running", "Health": "unhealthy"}), endpoint(200), [SERVICE]
-    )
-    assert result["ok"] is False
-    assert result["checks"][1] == {
-        "check": "node_exporter containers",
-        "ok": False,
-        "detail": "x: running/unhealthy",
+def test_a_wiped_machine_is_drifted():
+    report = judge(observed(mark=None, files={}, stack_dirs=None, containers=[]), [EXPORTER])
+    assert report["status"] == "drifted"
+    assert "wiped or never deployed" in failing(report)["deploy mark"]
+
+
+def test_a_file_changed_by_hand_is_drift():
+    seen = observed()
+    seen["files"]["redis"]["redis.conf"] = "edited"
+    report = judge(seen, [EXPORTER, REDIS])
+    assert report["status"] == "drifted"
+    assert failing(report) == {"redis files": "stacks/redis/redis.conf changed since the deploy"}
+
+
+def test_a_missing_file_is_drift():
+    seen = observed()
+    seen["files"]["node_exporter"]["compose.yaml"] = None
+    assert failing(judge(seen, [EXPORTER, REDIS])) == {
+        "node_exporter files": "stacks/node_exporter/compose.yaml is missing"
     }
 
 
-def test_stack_without_containers():
-    result = report(ENGINE_OK, ps(), endpoint(-1), [SERVICE])
-    assert [c["ok"] for c in result["checks"]] == [True, False, False]
-    assert "has no containers" in result["checks"][1]["detail"]
+def test_a_stack_the_catalog_places_but_the_deploy_did_not():
+    seen = observed()
+    del seen["mark"]["stacks"]["redis"]
+    report = judge(seen, [EXPORTER, REDIS])
+    assert report["status"] == "drifted" and "redis deployed" in failing(report)
 
 
-def test_compose_list_output_is_understood():
-    stacks = [
-        {
-            "item": "node_agent",
-            "rc": 0,
-            "stdout": json.dumps([{"Name": "x", "State": "running", "Health": ""}]),
-        }
-    ]
-    assert report(ENGINE_OK, stacks, endpoint(200), [SERVICE])["ok"] is True
+def test_a_stack_left_over_after_the_catalog_moved_it():
+    report = judge(HEALTHY, [EXPORTER])
+    assert report["status"] == "drifted"
+    assert failing(report) == {"redis left over": "the catalog no longer places it here"}
+
+
+def test_a_stopped_service_is_unhealthy_not_drifted():
+    seen = observed()
+    seen["containers"][1].update(state="exited", health="")
+    seen["endpoints"][1].update(status=-1, error="Connection refused")
+    report = judge(seen, [EXPORTER, REDIS])
+    assert report["status"] == "unhealthy"
+    assert failing(report) == {
+        "redis containers": "redis-redis-1: exited",
+        "redis endpoint": "Connection refused (tcp://10.0.0.1:6379)",
+    }
+
+
+def test_an_unhealthy_container_is_named():
+    seen = observed()
+    seen["containers"][0]["health"] = "unhealthy"
+    assert failing(judge(seen, [EXPORTER, REDIS])) == {
+        "node_exporter containers": "node_exporter-node-exporter-1: running/unhealthy"
+    }
 
 
 def test_engine_down():
-    result = report({"rc": 1, "stdout": "", "stderr": "Cannot connect"}, [], [], [])
-    assert result == {
-        "ok": False,
-        "checks": [{"check": "docker engine", "ok": False, "detail": "Cannot connect"}],
-    }
+    seen = observed(
+        engine={"ok": False, "version": "", "error": "no answer from /var/run/docker.sock"}, containers=[]
+    )
+    report = judge(seen, [EXPORTER, REDIS])
+    assert report["status"] == "unhealthy"
+    assert failing(report)["docker engine"].startswith("no answer")
+
+
+def test_endpoints_probe_the_address_the_service_listens_on():
+    assert endpoints([EXPORTER, REDIS]) == [
+        {
+            "service": "node_exporter",
+            "address": "10.0.0.1",
+            "port": 9100,
+            "url": "http://10.0.0.1:9100/metrics",
+        },
+        {"service": "redis", "address": "10.0.0.1", "port": 6379},
+    ]
 
 
 def test_a_host_that_missed_later_tiers_is_not_a_success():
@@ -79,14 +165,63 @@ def test_a_host_that_missed_later_tiers_is_not_a_success():
     assert RunResult(rc=0, status="successful", hosts={"erebus": done}).succeeded
     assert not RunResult(rc=0, status="successful", hosts={"erebus": done, "moros": cut_short}).succeeded
     assert HostResult("nyx").status == "not run"
+    assert not RunResult(rc=0, status="successful", hosts={}).succeeded, "a run in which no host ran"
 
 
-def test_deploy_mark_is_the_last_play_of_the_deploy_playbook():
-    """labctl deploy reads the mark as a fact; it must stay the final play and run on every machine."""
-    import yaml
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/metrics" else 404)
+        self.end_headers()
 
-    from tests.conftest import ROOT
+    def log_message(self, *args: object) -> None:
+        pass
 
-    last = yaml.safe_load((ROOT / "playbooks" / "deploy.yml").read_text())[-1]
-    assert last["hosts"] == "lab"
-    assert last["tasks"][-1]["ansible.builtin.set_fact"] == {"labctl_deployed": True}
+
+@pytest.fixture
+def http_server():
+    server = HTTPServer(("127.0.0.1", 0), _Handler)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_the_probe_runs_with_the_standard_library_and_reports(tmp_path, http_server):
+    """labctl/probe.py as the health playbook runs it on a machine: a plain python3, no labctl."""
+    base = tmp_path / "platform"
+    (base / "stacks" / "node_exporter").mkdir(parents=True)
+    (base / "stacks" / "node_exporter" / "compose.yaml").write_text("services: {}\n")
+    (base / "deployed.json").write_text(
+        json.dumps({"stacks": {"node_exporter": {"files": {"compose.yaml": "x"}}}})
+    )
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    args = {
+        "base_dir": str(base),
+        "endpoints": [
+            {
+                "service": "web",
+                "address": "127.0.0.1",
+                "port": http_server,
+                "url": f"http://127.0.0.1:{http_server}/metrics",
+            },
+            {"service": "db", "address": "127.0.0.1", "port": closed_port},
+        ],
+    }
+    proc = subprocess.run(
+        [sys.executable, "-I", str(ROOT / "labctl" / "probe.py"), json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    report = json.loads(proc.stdout)
+    assert report["mark"]["stacks"]["node_exporter"]["files"] == {"compose.yaml": "x"}
+    expected = hashlib.sha1(b"services: {}\n").hexdigest()
+    assert report["files"]["node_exporter"]["compose.yaml"] == expected
+    assert report["stack_dirs"] == ["node_exporter"]
+    assert [e["status"] for e in report["endpoints"]] == [200, -1]
+    judged = judge(report, [{"service": "node_exporter", "ports": {}, "bind_address": "", "health": None}])
+    assert judged["status"] == "drifted"  # compose.yaml differs from the mark's checksum

@@ -1,0 +1,382 @@
+"""The inventory's types: every variable labctl reads, with its shape, range and format.
+
+Checked before the semantic rules of labctl.validate, so a value of the wrong type or form is
+reported as such (host, variable, what was expected) instead of crashing a rule or passing one by
+accident. YAML's surprises are refused rather than guessed at: `tag: 1.10` arrives as the number
+1.1 and must be quoted, `enabled: maybe` is not a boolean, `vram_gb: .nan` is not a size.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from labctl.model import VAULTED, Lab
+
+# --- formats -------------------------------------------------------------------------------------
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# The distribution reference grammar (github.com/distribution/reference): lowercase path
+# components, an optional registry host with port, a tag of word characters, a sha256 digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_REGISTRY = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)"
+REPOSITORY = re.compile(rf"^{_REGISTRY}?{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+IMAGE_REF = re.compile(
+    rf"^(?P<repository>{_REGISTRY}?{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+# Ansible's boolean words (ansible.module_utils.parsing.convert_bool), nothing else.
+TRUE_WORDS = {"1", "t", "on", "true", "y", "yes"}
+FALSE_WORDS = {"0", "f", "off", "false", "n", "no"}
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"'{value}' is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _ansible_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise ValueError(f"'{value}' is not a boolean (use true or false)")
+
+
+def _machine_address(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IP address") from None
+    for flaw, what in (
+        (address.is_loopback, "a loopback"),
+        (address.is_unspecified, "the unspecified"),
+        (address.is_multicast, "a multicast"),
+        (address.is_link_local, "a link-local"),
+        (address.is_reserved, "a reserved"),
+    ):
+        if flaw:
+            raise ValueError(f"'{value}' is {what} address, not one a machine can be reached on")
+    return str(address)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number, not {value!r}")
+    return value
+
+
+def _finite_positive(value: float) -> float:
+    if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a finite number greater than 0, not '{value}'")
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or "//" in value or "/../" in f"{value}/" or "\n" in value:
+        raise ValueError(f"'{value}' must be an absolute path (it starts with /)")
+    return value.rstrip("/") or "/"
+
+
+Name = Annotated[StrictStr, _matches(NAME, "a name (lowercase letters, digits and '_')")]
+HostName = Annotated[StrictStr, _matches(HOST_NAME, "a host name (lowercase letters, digits and '-')")]
+Domain = Annotated[StrictStr, _matches(DOMAIN, "a DNS domain")]
+Repository = Annotated[StrictStr, _matches(REPOSITORY, "an image repository (lowercase, no tag)")]
+Tag = Annotated[StrictStr, _matches(TAG, "an image tag (letters, digits, '_', '.', '-')")]
+Digest = Annotated[StrictStr, _matches(DIGEST, "an image digest (sha256:<64 hex digits>)")]
+ImageRef = Annotated[StrictStr, _matches(IMAGE_REF, "an image reference (repository:tag or @sha256:...)")]
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+Size = Annotated[float, BeforeValidator(_number), AfterValidator(_finite_positive)]
+Count = Annotated[StrictInt, Field(ge=1, le=64)]
+Toggle = Annotated[bool, BeforeValidator(_ansible_bool)]
+Address = Annotated[StrictStr, AfterValidator(_machine_address)]
+AbsolutePath = Annotated[StrictStr, AfterValidator(_absolute_path)]
+Path = Annotated[StrictStr, Field(pattern=r"^/[^\s]*$")]
+Text = Annotated[StrictStr, Field(min_length=1, max_length=300)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- the catalog and the platform settings (group_vars/all) ---------------------------------------
+
+
+class ImageSpec(Strict):
+    repository: Repository
+    tag: Tag | None = None
+    digest: Digest | None = None
+
+    @model_validator(mode="after")
+    def _pinned(self) -> ImageSpec:
+        if self.tag is None and self.digest is None:
+            raise ValueError("must pin a version: give a tag or a digest")
+        if self.tag == "latest" and self.digest is None:
+            raise ValueError("'latest' is not a pinned version: give a version tag or a digest")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return (
+            self.repository
+            + (f":{self.tag}" if self.tag else "")
+            + (f"@{self.digest}" if self.digest else "")
+        )
+
+
+class Endpoint(Strict):
+    port: Name
+    path: Path = "/"
+
+
+class Health(Strict):
+    """How a service shows it is well: an HTTP path on one of its ports, or a command run in the
+    container (the TCP port is then what `labctl health` probes from outside)."""
+
+    port: Name
+    path: Path | None = None
+    command: list[Annotated[StrictStr, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    # The HTTP client the image has for its own healthcheck.
+    client: Literal["wget", "curl"] = "wget"
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> Health:
+        if (self.path is None) == (self.command is None):
+            raise ValueError("give either an HTTP `path` or a `command`, not both or neither")
+        return self
+
+
+class SecretSpec(Strict):
+    """A secret the service needs; `labctl init` generates it into the vault in this form."""
+
+    form: Literal["password", "hex", "token"] = "password"
+    length: Annotated[StrictInt, Field(ge=16, le=128)] = 32
+    prefix: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{0,8}$")] = ""
+
+
+SecretName = Annotated[StrictStr, _matches(NAME, "a variable name")]
+ImageChoice = Name | dict[Literal["default", "nvidia", "amd"], Name]
+
+
+class ServiceSpec(Strict):
+    description: Text
+    tier: Name
+    placement: Name
+    image: ImageChoice | None = None
+    network: Literal["bridge", "host"] = "bridge"
+    ports: dict[Name, Port] = {}
+    health: Health
+    metrics: Endpoint | None = None
+    allow_from: list[Name] = []
+    secrets: dict[SecretName, SecretSpec] = {}
+    alias: HostName | None = None
+    consumes: list[Name] = []
+    gpu: Toggle = False
+
+
+class ModelSpec(Strict):
+    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=200)]
+    vram_gb: Size
+
+
+class Gpu(Strict):
+    vendor: Name
+    model: Text
+    vram_gb: Size
+    count: Count = 1
+    # AMD: the groups that may open /dev/kfd and /dev/dri inside a container (names the image
+    # knows, or the machine's numeric ids), and environment the ROCm runtime needs on this card
+    # (HSA_OVERRIDE_GFX_VERSION for consumer cards).
+    groups: list[Annotated[StrictStr, Field(pattern=r"^[a-z_][a-z0-9_-]*$")] | StrictInt] = [
+        "video",
+        "render",
+    ]
+    env: dict[Annotated[StrictStr, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], StrictStr] = {}
+
+
+MAX_TIERS = 8  # playbooks/deploy.yml has a play for each of up to eight tiers
+
+
+class Platform(Strict):
+    """Platform-wide settings (group_vars/all). A host or group may override them; each host's
+    values are checked."""
+
+    labctl_domain: Domain
+    labctl_tiers: Annotated[list[Name], Field(min_length=1, max_length=MAX_TIERS)]
+    labctl_services: dict[Name, ServiceSpec]
+    labctl_images: dict[Name, ImageSpec]
+    labctl_image_overrides: dict[Name, ImageRef] = {}
+    labctl_models: list[ModelSpec] = []
+    labctl_base_dir: AbsolutePath
+    labctl_nfs_server: HostName
+    labctl_nfs_exports: dict[Name, AbsolutePath] = {}
+    labctl_gpu_vendors: list[Literal["nvidia", "amd"]]
+    labctl_gpu_passthrough: Toggle = True
+    labctl_log_max_size: Annotated[StrictStr, Field(pattern=r"^[1-9][0-9]*[kmg]$")] = "10m"
+    labctl_log_max_file: Annotated[StrictInt, Field(ge=1, le=100)] = 3
+
+
+class Connection(Strict):
+    """How Ansible reaches a managed machine (group_vars/lab.yml; the simulated lab overrides)."""
+
+    # Unset: the machine's name is its address (group_vars/lab.yml derives it from lab_address).
+    ansible_host: Annotated[StrictStr, Field(min_length=1, pattern=r"^[^\s]+$")] | None = None
+    ansible_user: Annotated[StrictStr, _matches(USER_NAME, "a user name")]
+    ansible_become: Toggle = False
+    ansible_port: Port = 22
+    ansible_python_interpreter: AbsolutePath = "/usr/bin/python3"
+
+
+PLATFORM_VARS = tuple(Platform.model_fields)
+CONNECTION_VARS = tuple(Connection.model_fields)
+
+
+# --- reading one host's values ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TypeProblem:
+    host: str
+    variable: str
+    message: str
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part not in ("function-after", "function-before", "lax-or-strict"):
+            # Union members show up as the member type's name; a variable path never has brackets.
+            if "[" in part or part in ("str", "int", "float", "bool", "dict", "list", "constrained-str"):
+                continue
+            out += f".{part}" if out else part
+    return out
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = str(error.get("type", ""))
+    value = error.get("input")
+    if kind == "string_type" and isinstance(value, float | int) and not isinstance(value, bool):
+        return f"must be a string: quote it in YAML ('{value}' was read as a number)"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known setting here (a typo?)"
+    message = str(error.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in ("dict_type", "list_type", "string_type", "int_type", "float_type", "bool_type"):
+        shown = "null" if value is None else repr(value)[:60]
+        return f"{message[0].lower()}{message[1:]}, not {shown}"
+    return message
+
+
+def errors_of(exc: ValidationError, host: str, prefix: str = "") -> Iterator[TypeProblem]:
+    seen: set[tuple[str, str]] = set()
+    for error in exc.errors(include_url=False):
+        path = _path(tuple(error.get("loc", ())))
+        variable = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        message = _describe(error)
+        if (variable, message) not in seen:
+            seen.add((variable, message))
+            yield TypeProblem(host, variable, message)
+
+
+def _defined(lab: Lab, host: str, names: tuple[str, ...]) -> dict[str, Any]:
+    values = {}
+    for name in names:
+        value = lab.var(host, name)
+        if value is not VAULTED and value is not lab.missing:
+            values[name] = value
+    return values
+
+
+def check_host(lab: Lab, host: str) -> list[TypeProblem]:
+    """Type problems of one managed host's variables: the platform settings it sees, its address,
+    its GPU, its connection and its stack toggles."""
+    problems: list[TypeProblem] = []
+    try:
+        Platform.model_validate(_defined(lab, host, PLATFORM_VARS))
+    except ValidationError as exc:
+        problems.extend(errors_of(exc, host))
+    connection = _defined(lab, host, CONNECTION_VARS)
+    if connection.get("ansible_host") == lab.var(host, "lab_address", lab.missing):
+        connection.pop("ansible_host")  # derived from lab_address, which is checked on its own
+    try:
+        Connection.model_validate(connection)
+    except ValidationError as exc:
+        problems.extend(errors_of(exc, host))
+    problems.extend(check_address(lab, host, required=True))
+    gpu = lab.var(host, "gpu", lab.missing)
+    if gpu is not lab.missing:
+        try:
+            Gpu.model_validate(gpu)
+        except ValidationError as exc:
+            problems.extend(errors_of(exc, host, "gpu"))
+    services = lab.var(host, "labctl_services", {})
+    for name in services if isinstance(services, dict) else {}:
+        value = lab.var(host, f"{name}_enabled", lab.missing)
+        if value is not lab.missing:
+            try:
+                _ansible_bool(value)
+            except ValueError as exc:
+                problems.append(TypeProblem(host, f"{name}_enabled", str(exc)))
+    return problems
+
+
+class _AddressOnly(Strict):
+    lab_address: Address
+
+
+def check_address(lab: Lab, host: str, *, required: bool) -> list[TypeProblem]:
+    value = lab.var(host, "lab_address", lab.missing)
+    if value is lab.missing:
+        return (
+            [TypeProblem(host, "lab_address", "is not set; every lab machine needs its address")]
+            if required
+            else []
+        )
+    try:
+        _AddressOnly.model_validate({"lab_address": value})
+    except ValidationError as exc:
+        return list(errors_of(exc, host))
+    return []
+
+
+def platform(lab: Lab, host: str) -> Platform:
+    """The typed platform settings one host sees (call after check_host found no problem)."""
+    return Platform.model_validate(_defined(lab, host, PLATFORM_VARS))
+
+
+def toggle(value: Any) -> bool:
+    """A stack toggle's value under Ansible's boolean rules (validated earlier)."""
+    return _ansible_bool(value)

@@ -1,0 +1,53 @@
+"""Adding a machine is one inventory entry and one command: `labctl deploy <it>` also refreshes
+what every other machine derives from the inventory."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from tests.conftest import lab_group
+from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json
+
+
+@pytest.fixture
+def eleventh_machine(tmp_path):
+    """A copy of the real inventory with one more NVIDIA node; the simulated lab built from it."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    shutil.copy(ROOT / "inventory" / "hosts.yml", inventory / "hosts.yml")
+    shutil.copytree(ROOT / "group_vars", inventory / "group_vars")
+    shutil.copytree(ROOT / "host_vars", inventory / "host_vars")
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    lab_group(hosts, "inference", "gpu_nvidia")["hosts"]["eris"] = {"lab_address": "192.168.50.24"}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    (inventory / "host_vars" / "eris.yml").write_text(
+        yaml.safe_dump({"gpu": {"vendor": "nvidia", "model": "RTX A2000", "vram_gb": 12}})
+    )
+    up = labctl("--inventory", str(inventory), "sim", "up")
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+    try:
+        yield "eris"
+    finally:
+        down = labctl("sim", "up")  # back to the real inventory: eris is removed
+        assert down.returncode == 0, down.stderr
+        assert "eris removed" in " ".join(down.stderr.split())
+        rc, result = labctl_json("--sim", "deploy", "erebus")  # ...and forgotten everywhere
+        assert rc == 0, result
+
+
+def test_a_new_machine_is_resolved_by_every_machine_after_one_deploy(eleventh_machine, machines):
+    rc, result = labctl_json("--sim", "deploy", eleventh_machine)
+    assert rc == 0, result
+    assert set(result["refreshed"]) == {m.name for m in machines}
+    overlay = yaml.safe_load((SIM_INVENTORY / "10-sim.yml").read_text())
+    address = overlay["all"]["hosts"]["eris"]["lab_address"]
+    assert address == "10.213.0.24", "the new machine keeps the host part of its real address"
+    for m in [*machines, type(machines[0])("eris", "labsim-eris", address)]:
+        resolved = box_of(m.name).check_output("getent hosts eris.home.arpa").split()
+        assert resolved[:2] == [address, "eris.home.arpa"], m.name
+    rc, health = labctl_json("--sim", "health", "all")
+    assert rc == 0, health
+    assert health["hosts"]["eris"]["status"] == "healthy"
