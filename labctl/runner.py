@@ -208,6 +208,9 @@ def run_playbook(
             envvars={
                 "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
                 "ANSIBLE_FORCE_COLOR": "0",
+                # ansible-runner turns host key checking off unless told otherwise; labctl keeps
+                # Ansible's (and SSH's) default: a machine must be known before it is trusted.
+                "ANSIBLE_HOST_KEY_CHECKING": "True",
                 # ansible-playbook from the same environment as labctl, activated or not.
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
                 **(env or {}),

@@ -69,3 +69,19 @@ def test_a_run_that_matched_no_machine_is_not_a_success(tmp_path):
     result = run(tmp_path, [{"name": "Nothing", "ansible.builtin.debug": {"msg": "x"}}], limit="nobody")
     assert not result.succeeded
     assert result.hosts == {}
+
+
+def test_host_keys_are_checked(tmp_path):
+    """ansible-runner would turn SSH host key checking off; labctl keeps it on."""
+    result = run(
+        tmp_path,
+        [
+            {
+                "name": "Read",
+                "ansible.builtin.set_fact": {
+                    "checking": "{{ lookup('ansible.builtin.config', 'HOST_KEY_CHECKING') }}"
+                },
+            }
+        ],
+    )
+    assert result.hosts["here"].facts["checking"] is True
