@@ -26,11 +26,13 @@ log_dir=${FIRST_RUN_LOGS:-/tmp/labctl-first-run}
 mkdir -p "$log_dir"
 
 restart_engine() {
-  if [ -d /run/systemd/system ]; then
+  if [ -d /run/systemd/system ] && systemctl is-active -q docker 2>/dev/null; then
     systemctl restart docker
-  elif [ -f /var/run/docker.pid ]; then
-    kill "$(cat /var/run/docker.pid)" 2>/dev/null || true
-    for _ in $(seq 1 30); do docker info >/dev/null 2>&1 || break; sleep 1; done
+  elif pgrep -x dockerd >/dev/null; then
+    # No service manager (CI, this build machine): stop the engine; the main job's
+    # bootstrap starts it again, as on a machine that just booted.
+    pkill -x dockerd
+    for _ in $(seq 1 60); do pgrep -x dockerd >/dev/null || break; sleep 1; done
   fi
 }
 
