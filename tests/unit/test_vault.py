@@ -124,3 +124,12 @@ def test_ansible_reads_the_password_through_the_script(tmp_path):
         env={**env, "LABCTL_VAULT_PASSWORD_FILE": str(tmp_path / "pw"), "LABCTL_VAULT_PASSWORD": "other"},
     )
     assert given.stdout.strip() == VAULT_PASSWORD
+    # The simulated lab names its file before `labctl sim up` (itself a playbook) creates it.
+    pending = {**env, "LABCTL_VAULT_PASSWORD_FILE": str(tmp_path / "not-yet")}
+    early = subprocess.run([script], capture_output=True, text=True, env=pending, check=True)
+    assert early.stdout.strip() == "no-vault-password-configured" and "not-yet" in early.stderr
+    # A named file that exists but holds nothing is still an error.
+    (tmp_path / "empty").write_text("")
+    empty = {**env, "LABCTL_VAULT_PASSWORD_FILE": str(tmp_path / "empty")}
+    broken = subprocess.run([script], capture_output=True, text=True, env=empty)
+    assert broken.returncode != 0 and "empty" in broken.stderr
