@@ -120,18 +120,21 @@ def _checked_lab(
     problems = _problems(lab, secrets=secrets, decrypted=decrypted)
     for note in validation_notes(lab):
         err.print(f"[yellow]note:[/yellow] {note}")
-    if problems and as_json:
-        print(json.dumps({"ok": False, "problems": [asdict(p) for p in problems]}))
-        raise typer.Exit(1)
     if problems:
-        table = Table(
-            "host", "variable", "problem", title=f"{len(problems)} inventory problem(s); nothing was touched"
-        )
-        for p in problems:
-            table.add_row(p.host, p.variable, p.message)
-        err.print(table)
-        raise typer.Exit(1)
+        raise _refuse(problems, as_json)
     return lab
+
+
+def _refuse(problems: list[Any], as_json: bool, what: str = "inventory problem(s)") -> typer.Exit:
+    """Every problem named (host, variable, what is wrong); exit 1."""
+    if as_json:
+        print(json.dumps({"ok": False, "problems": [asdict(p) for p in problems]}))
+        return typer.Exit(1)
+    table = Table("host", "variable", "problem", title=f"{len(problems)} {what}; nothing was touched")
+    for p in problems:
+        table.add_row(p.host, p.variable, p.message)
+    err.print(table)
+    return typer.Exit(1)
 
 
 @app.command()
@@ -183,6 +186,53 @@ def services(
         where = "host network" if i.network == "host" else i.bind_address
         table.add_row(i.service, i.host, i.tier, where, ports, i.health_url or "-", i.image)
     console.print(table)
+
+
+@app.command()
+def plan(as_json: JsonOpt = False, sim: SimOpt = False) -> None:
+    """Where each model runs: per GPU machine its models, VRAM used / total and headroom.
+
+    A placement that over-commits a machine or cannot be met is refused (exit 1), each problem
+    naming the model and the machine; `labctl validate` refuses it too."""
+    from labctl import models, schema
+
+    lab = _lab(_target(_root(), sim))
+    problems = _problems(lab, secrets=False)
+    others = [p for p in problems if not p.variable.startswith("labctl_models")]
+    if others:
+        raise _refuse(others, as_json)
+    placement = models.plan(lab, schema.platform(lab, lab.anchor or ""))
+    if as_json:
+        print(json.dumps({"ok": not problems, **placement.as_dict()}))
+        raise typer.Exit(1 if problems else 0)
+    table = Table(
+        "machine",
+        "GPUs",
+        "used / total",
+        "headroom",
+        "model",
+        "GiB",
+        "backend",
+        title="labctl plan (VRAM, GiB)",
+    )
+    for node in placement.nodes:
+        used = placement.used_gb(node.name)
+        headroom = node.vram_gb - used
+        colour = "red" if headroom < 0 else "yellow" if headroom < 0.1 * node.vram_gb else "green"
+        first = [
+            node.name,
+            f"{node.cards}x {node.gpu.removeprefix('GeForce ')}",
+            f"{used:g} / {node.vram_gb:g}",
+            f"[{colour}]{headroom:.1f}[/{colour}]",
+        ]
+        rows = [(d.model, f"{d.vram_gb:g}", d.backend) for d in placement.on(node.name)] or [("-", "", "")]
+        for number, row in enumerate(rows):
+            table.add_row(
+                *(first if number == 0 else ["", "", "", ""]), *row, end_section=number == len(rows) - 1
+            )
+    console.print(table)
+    if problems:
+        raise _refuse(problems, False, "placement problem(s)")
 
 
 @app.command()

@@ -203,9 +203,40 @@ class ServiceSpec(Strict):
     gpu: Toggle = False
 
 
+Backend = Literal["ollama", "vllm", "llamacpp"]
+# Weight formats labctl can size (labctl.models.BITS_PER_WEIGHT): GGUF quantizations (Ollama,
+# llama.cpp) and the checkpoint formats vLLM loads.
+Quantization = Literal[
+    "q2_K", "q3_K_M", "q4_0", "q4_K_M", "q5_K_M", "q6_K", "q8_0", "fp16", "bf16", "fp8", "awq", "gptq"
+]
+
+
 class ModelSpec(Strict):
+    """A model the inference tier serves (group_vars/all/models.yml)."""
+
     name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=200)]
-    vram_gb: Size
+    # The engines that may serve it, preferred first, and where each finds it (an Ollama tag, a
+    # Hugging Face repository, a GGUF file); Ollama's default source is the model's name.
+    backends: Annotated[list[Backend], Field(min_length=1)] = ["ollama"]
+    source: dict[Backend, Annotated[StrictStr, Field(min_length=1, max_length=300)]] = {}
+    # Size: either the VRAM one loaded copy needs, or what it is estimated from.
+    vram_gb: Size | None = None
+    parameters_b: Size | None = None
+    quantization: Quantization = "q4_K_M"
+    context: Annotated[StrictInt, Field(ge=256, le=1_048_576)] = 8192
+    # Placement: explicit machines, or automatic (this many copies on different machines, only on
+    # machines of these groups or names).
+    hosts: list[HostName] = []
+    replicas: Count = 1
+    only_on: list[HostName | Name] = []
+
+    @model_validator(mode="after")
+    def _sized(self) -> ModelSpec:
+        if self.vram_gb is None and self.parameters_b is None:
+            raise ValueError("give `vram_gb`, or `parameters_b` to estimate it from")
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ValueError("`hosts` names a machine twice")
+        return self
 
 
 class Gpu(Strict):

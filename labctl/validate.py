@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from labctl import catalog, schema
+from labctl import catalog, models, schema
 from labctl.model import VAULTED, Lab
 
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -295,24 +295,9 @@ def _images(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
 
 
 def _models(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
-    capacity = 0.0
-    for host in lab.hosts_in("inference"):
-        gpu = lab.var(host, "gpu", None)
-        if isinstance(gpu, dict) and isinstance(gpu.get("vram_gb"), int | float):
-            count = gpu.get("count", 1)
-            capacity = max(capacity, float(gpu["vram_gb"]) * (count if isinstance(count, int) else 1))
-    names: set[str] = set()
-    for index, model in enumerate(settings.labctl_models):
-        var = f"labctl_models[{index}]"
-        if model.name in names:
-            yield Problem("all", f"{var}.name", f"'{model.name}' is listed twice")
-        names.add(model.name)
-        if model.vram_gb > capacity:
-            yield Problem(
-                "all",
-                f"{var}.vram_gb",
-                f"{model.name} needs {model.vram_gb:g} GiB; the largest inference node has {capacity:g}",
-            )
+    """The model catalog places on the inference machines without over-committing any."""
+    for problem in models.problems(lab, settings):
+        yield Problem(problem.host, problem.variable, problem.message)
 
 
 @cache

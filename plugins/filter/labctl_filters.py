@@ -155,9 +155,30 @@ def labctl_sim_addresses(
     return sim.addresses(_lab(hostvars, groups), subnet)
 
 
+def labctl_gpu_query(tool: str) -> list[str]:
+    """The command line that makes a GPU tool (nvidia-smi, amd-smi, rocm-smi) list the cards."""
+    from labctl import gpu
+
+    return {"nvidia-smi": gpu.NVIDIA_QUERY, "amd-smi": gpu.AMD_SMI_QUERY, "rocm-smi": gpu.ROCM_SMI_QUERY}[
+        tool
+    ]
+
+
+def labctl_gpu_check(
+    host: str, declared: Mapping[str, Any], tool: str, rc: int, stdout: str, stderr: str
+) -> dict[str, Any]:
+    """The GPU preflight's verdict: the driver's cards against the declared `gpu`."""
+    from labctl import gpu
+    from labctl.model import plain
+
+    return gpu.check(host, plain(declared), tool, int(rc), str(stdout), str(stderr))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
+            "labctl_gpu_query": labctl_gpu_query,
+            "labctl_gpu_check": labctl_gpu_check,
             "labctl_catalog": labctl_catalog,
             "labctl_host_stacks": labctl_host_stacks,
             "labctl_host_tiers": labctl_host_tiers,

@@ -136,7 +136,7 @@ def test_the_deploy_names_no_service_role():
             include = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role")
             if include:
                 roles.add(include["name"])
-    assert roles == {"common", "docker", "stacks", "validate_inventory"} - {"validate_inventory"}
+    assert roles == {"gpu_facts", "common", "docker", "stacks"}
 
 
 def test_every_catalog_service_has_its_role_stand_in_and_lab_test(inventory_copy):

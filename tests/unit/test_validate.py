@@ -211,7 +211,7 @@ def test_model_that_fits_no_gpu(inventory_copy):
         lambda d: d["labctl_models"].append({"name": "llama3.1:405b", "vram_gb": 230}),
     )
     [(host, var, msg)] = problems(inventory_copy)
-    assert (host, var) == ("all", "labctl_models[3].vram_gb")
+    assert (host, var) == ("all", "labctl_models[4].vram_gb")
     assert "48" in msg
 
 

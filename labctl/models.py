@@ -1,0 +1,318 @@
+"""Model placement: which inference machine serves which model, within its GPUs' memory.
+
+The model catalog (group_vars/all/models.yml) says what each model needs; the inventory says what
+each inference machine has (host_vars/<node>.yml `gpu`). A model is placed on the machines it
+names (`hosts`), or automatically: its copies (`replicas`) go to different machines, among those
+its constraints allow (`only_on`), largest models first, each to the machine it fills best (the
+best-fit-decreasing heuristic of bin packing), so large cards are kept for large models. A
+placement that over-commits a machine, or a model no allowed machine can hold, is a problem that
+names the model and the machine, reported by `labctl plan` and `labctl validate` alike.
+
+The VRAM a model needs, when not given, is estimated from its size, its quantization and its
+context: the weights, a KV cache for the whole context (fp16, the grouped-query attention shapes
+of today's Llama/Qwen/Mistral families by size class) and the runtime's own buffers. It errs on
+the high side; give `vram_gb` for an exact figure (Ollama's `ollama ps` shows it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from labctl import schema
+from labctl.model import Lab
+
+GIB = 1024**3
+
+# Bits stored per weight, block scales included (llama.cpp's figures for GGUF; the dense formats
+# vLLM loads).
+BITS_PER_WEIGHT: dict[str, float] = {
+    "q2_K": 3.35,
+    "q3_K_M": 3.9,
+    "q4_0": 4.55,
+    "q4_K_M": 4.85,
+    "q5_K_M": 5.7,
+    "q6_K": 6.6,
+    "q8_0": 8.5,
+    "fp16": 16.0,
+    "bf16": 16.0,
+    "fp8": 8.0,
+    "awq": 4.25,
+    "gptq": 4.25,
+}
+
+# fp16 KV cache per token of context, by model size (billions of parameters -> KiB): 2 (K and V)
+# x layers x KV heads x head size x 2 bytes, e.g. Llama 3.1 8B 32x8x128 -> 128 KiB, Qwen 2.5 14B
+# 48x8x128 -> 192 KiB, Llama 3.3 70B 80x8x128 -> 320 KiB.
+KV_KIB_PER_TOKEN: tuple[tuple[float, int], ...] = ((4, 64), (10, 128), (20, 192), (40, 256))
+KV_KIB_PER_TOKEN_LARGEST = 320
+RUNTIME_GIB = 0.5  # CUDA/ROCm context and compute buffers
+RUNTIME_SHARE = 0.05  # scratch that grows with the weights
+
+
+def estimate_vram_gb(parameters_b: float, quantization: str, context: int) -> float:
+    """GiB one loaded copy needs: weights + KV cache for `context` tokens + runtime buffers."""
+    weights = parameters_b * 1e9 * BITS_PER_WEIGHT[quantization] / 8 / GIB
+    kib = next((k for limit, k in KV_KIB_PER_TOKEN if parameters_b <= limit), KV_KIB_PER_TOKEN_LARGEST)
+    kv_cache = context * kib * 1024 / GIB
+    return round(weights + kv_cache + RUNTIME_GIB + RUNTIME_SHARE * weights, 1)
+
+
+def need_gb(model: schema.ModelSpec) -> float:
+    if model.vram_gb is not None:
+        return float(model.vram_gb)
+    assert model.parameters_b is not None  # the schema requires one of the two
+    return estimate_vram_gb(model.parameters_b, model.quantization, model.context)
+
+
+@dataclass(frozen=True)
+class Node:
+    """An inference machine and its GPUs as the inventory declares them."""
+
+    name: str
+    vendor: str
+    gpu: str
+    cards: int
+    vram_per_card_gb: float
+    groups: tuple[str, ...]
+
+    @property
+    def vram_gb(self) -> float:
+        return self.cards * self.vram_per_card_gb
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One copy of a model on one machine, served by one backend."""
+
+    model: str
+    node: str
+    backend: str
+    vram_gb: float
+    placed: str  # "explicit" (the model's `hosts`) or "auto"
+    source: str
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    host: str
+    variable: str
+    message: str
+
+
+@dataclass
+class Plan:
+    nodes: list[Node]
+    deployments: list[Deployment] = field(default_factory=list)
+    problems: list[PlanProblem] = field(default_factory=list)
+
+    def used_gb(self, node: str) -> float:
+        return round(sum(d.vram_gb for d in self.deployments if d.node == node), 1)
+
+    def on(self, node: str) -> list[Deployment]:
+        return [d for d in self.deployments if d.node == node]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": [
+                {
+                    **asdict(n),
+                    "vram_gb": n.vram_gb,
+                    "used_gb": self.used_gb(n.name),
+                    "headroom_gb": round(n.vram_gb - self.used_gb(n.name), 1),
+                }
+                for n in self.nodes
+            ],
+            "deployments": [asdict(d) for d in self.deployments],
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+def nodes(lab: Lab) -> list[Node]:
+    """The inference machines with a declared GPU, in inventory order."""
+    found = []
+    for host in lab.hosts_in("inference"):
+        gpu = lab.var(host, "gpu", None)
+        if not isinstance(gpu, dict):
+            continue
+        try:
+            spec = schema.Gpu.model_validate(gpu)
+        except ValueError:
+            continue  # reported by the type check
+        groups = tuple(g for g, members in lab.groups.items() if host in members)
+        found.append(Node(host, spec.vendor, spec.model, spec.count, float(spec.vram_gb), groups))
+    return found
+
+
+def _allowed(model: schema.ModelSpec, node: Node) -> bool:
+    return not model.only_on or any(c == node.name or c in node.groups for c in model.only_on)
+
+
+def _source(model: schema.ModelSpec, backend: schema.Backend) -> str:
+    return model.source.get(backend) or (model.name if backend == "ollama" else "")
+
+
+def _deployment(model: schema.ModelSpec, node: Node, placed: str) -> Deployment:
+    backend = model.backends[0]
+    return Deployment(model.name, node.name, backend, need_gb(model), placed, _source(model, backend))
+
+
+def place(models: list[schema.ModelSpec], inference: list[Node]) -> Plan:
+    """Place every model (see the module's docstring); problems name the model and machine."""
+    plan = Plan(list(inference))
+    by_name = {n.name: n for n in inference}
+
+    def free(node: Node) -> float:
+        return node.vram_gb - plan.used_gb(node.name)
+
+    explicit = [(i, m) for i, m in enumerate(models) if m.hosts]
+    automatic = [(i, m) for i, m in enumerate(models) if not m.hosts]
+    for index, model in explicit:
+        for host in model.hosts:
+            node = by_name.get(host)
+            var = f"labctl_models[{index}].hosts"
+            if node is None:
+                plan.problems.append(
+                    PlanProblem("all", var, f"{model.name}: {host} is not an inference machine with a GPU")
+                )
+            elif not _allowed(model, node):
+                plan.problems.append(
+                    PlanProblem(host, var, f"{model.name}: {host} is outside only_on {model.only_on}")
+                )
+            else:
+                plan.deployments.append(_deployment(model, node, "explicit"))
+    for node in inference:
+        if plan.used_gb(node.name) > node.vram_gb:
+            names = ", ".join(f"{d.model} ({d.vram_gb:g})" for d in plan.on(node.name))
+            plan.problems.append(
+                PlanProblem(
+                    node.name,
+                    "labctl_models",
+                    f"over-committed: {names} need {plan.used_gb(node.name):g} GiB; "
+                    f"{node.name} has {node.vram_gb:g} GiB ({node.cards} x {node.gpu})",
+                )
+            )
+    base = {n.name: free(n) for n in inference}
+    wanted = [
+        (index, model, need_gb(model), [n.name for n in inference if _allowed(model, n)])
+        for index, model in automatic
+    ]
+    # Tightest first (fewest spare machines for its copies), then largest (best-fit decreasing);
+    # the stable sort keeps the catalog's order among equals.
+    wanted.sort(key=lambda w: (len(w[3]) - w[1].replicas, -w[2]))
+    chosen = _greedy(wanted, base)
+    if any(len(chosen[index]) < model.replicas for index, model, _, _ in wanted):
+        chosen = _search(wanted, base) or chosen
+    for index, model, need, allowed in wanted:
+        for host in chosen[index]:
+            plan.deployments.append(_deployment(model, by_name[host], "auto"))
+        if len(chosen[index]) < model.replicas:
+            left = {h: base[h] - sum(w[2] for w in wanted if h in chosen[w[0]]) for h in base}
+            plan.problems.append(
+                _unplaceable(index, model, need, [by_name[h] for h in allowed], chosen[index], left)
+            )
+    order = {n.name: i for i, n in enumerate(inference)}
+    plan.deployments.sort(key=lambda d: (order[d.node], -d.vram_gb, d.model))
+    return plan
+
+
+Wanted = list[tuple[int, schema.ModelSpec, float, list[str]]]
+SEARCH_STEPS = 200_000  # the exact search's bound (a lab of tens of models ends far below it)
+
+
+def _greedy(wanted: Wanted, base: dict[str, float]) -> dict[int, list[str]]:
+    """Each copy to the allowed machine it fills best, without two copies on one machine."""
+    left = dict(base)
+    chosen: dict[int, list[str]] = {}
+    for index, model, need, allowed in wanted:
+        chosen[index] = []
+        for _ in range(model.replicas):
+            fits = [h for h in allowed if h not in chosen[index] and left[h] >= need]
+            if not fits:
+                break
+            best = min(fits, key=lambda h: left[h] - need)
+            left[best] -= need
+            chosen[index].append(best)
+    return chosen
+
+
+def _search(wanted: Wanted, base: dict[str, float]) -> dict[int, list[str]] | None:
+    """A placement meeting every replica count when the greedy one falls short and one exists
+    (depth-first over each model's sets of machines, largest need first, bounded)."""
+    from itertools import combinations
+
+    order = sorted(wanted, key=lambda w: -w[2])
+    # What the models from each position on still need in all: a branch whose machines have less
+    # free memory left than that, in all, cannot succeed.
+    remaining = [sum(w[2] * w[1].replicas for w in order[i:]) for i in range(len(order))]
+    left = dict(base)
+    chosen: dict[int, list[str]] = {}
+    steps = 0
+
+    def visit(position: int) -> bool:
+        nonlocal steps
+        if position == len(order):
+            return True
+        if remaining[position] > sum(max(v, 0.0) for v in left.values()) + 1e-9:
+            return False
+        index, model, need, allowed = order[position]
+        for hosts in combinations([h for h in allowed if left[h] >= need], model.replicas):
+            steps += 1
+            if steps > SEARCH_STEPS:
+                return False
+            for h in hosts:
+                left[h] -= need
+            chosen[index] = list(hosts)
+            if visit(position + 1):
+                return True
+            for h in hosts:
+                left[h] += need
+        return False
+
+    return chosen if visit(0) else None
+
+
+def _unplaceable(
+    index: int,
+    model: schema.ModelSpec,
+    need: float,
+    allowed: list[Node],
+    placed: list[str],
+    left: dict[str, float],
+) -> PlanProblem:
+    var = f"labctl_models[{index}]"
+    if not allowed:
+        return PlanProblem(
+            "all", f"{var}.only_on", f"{model.name}: no inference machine is in {model.only_on}"
+        )
+    room = ", ".join(
+        f"{n.name} {round(left[n.name], 1):g} of {n.vram_gb:g}" for n in allowed if n.name not in placed
+    )
+    what = f"{model.replicas} copies on different machines" if model.replicas > 1 else "one machine"
+    return PlanProblem(
+        "all",
+        f"{var}.replicas" if placed else f"{var}.vram_gb",
+        f"{model.name} needs {need:g} GiB on {what}; placed {len(placed)}"
+        + (f" ({', '.join(placed)})" if placed else "")
+        + (f"; free GiB: {room}" if room else ""),
+    )
+
+
+def plan(lab: Lab, settings: schema.Platform) -> Plan:
+    """The placement of the catalog's models on the lab's inference machines (memoised per lab)."""
+    key = "models.plan"
+    if key not in lab.memo:
+        lab.memo[key] = place(list(settings.labctl_models), nodes(lab))
+    result: Plan = lab.memo[key]
+    return result
+
+
+def problems(lab: Lab, settings: schema.Platform) -> Iterator[PlanProblem]:
+    models = settings.labctl_models
+    seen: set[str] = set()
+    for index, model in enumerate(models):
+        if model.name in seen:
+            yield PlanProblem("all", f"labctl_models[{index}].name", f"'{model.name}' is listed twice")
+        seen.add(model.name)
+    yield from plan(lab, settings).problems

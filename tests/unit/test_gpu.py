@@ -1,0 +1,160 @@
+"""The GPU preflight: each vendor tool's output read, compared with the declared hardware, and a
+machine whose driver does not answer stopped with its name and card."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labctl import gpu
+from tests.conftest import ROOT
+
+# Outputs in the tools' own formats (nvidia-smi 550, rocm-smi 6.x, amd-smi 24.x).
+NVIDIA_4090 = "0, NVIDIA GeForce RTX 4090, 24564, 550.107.02\n"
+NVIDIA_TWO = "0, NVIDIA H100 80GB HBM3, 81559, 550.54.15\n1, NVIDIA H100 80GB HBM3, 81559, 550.54.15\n"
+ROCM_SMI = json.dumps(
+    {
+        f"card{i}": {
+            "Card Series": "Radeon RX 7900 XTX",
+            "Card Model": "0x744c",
+            "Card Vendor": "Advanced Micro Devices, Inc. [AMD/ATI]",
+            "VRAM Total Memory (B)": "25753026560",
+            "VRAM Total Used Memory (B)": "1409286144",
+        }
+        for i in range(2)
+    }
+    | {"system": {"Driver version": "6.8.5"}}
+)
+AMD_SMI = json.dumps(
+    [
+        {
+            "gpu": i,
+            "asic": {"market_name": "Radeon RX 7900 XTX"},
+            "vram": {"type": "GDDR6", "size": {"value": 24560, "unit": "MB"}},
+        }
+        for i in range(2)
+    ]
+)
+DECLARED_4090 = {"vendor": "nvidia", "model": "GeForce RTX 4090", "vram_gb": 24, "count": 1}
+DECLARED_HADES = {"vendor": "amd", "model": "Radeon RX 7900 XTX", "vram_gb": 24, "count": 2}
+
+
+def test_nvidia_smi():
+    [card] = gpu.parse_nvidia_smi(NVIDIA_4090)
+    assert (card.name, card.vram_gb, card.driver) == ("NVIDIA GeForce RTX 4090", 23.99, "550.107.02")
+    assert [c.index for c in gpu.parse_nvidia_smi(NVIDIA_TWO)] == [0, 1]
+
+
+@pytest.mark.parametrize(("tool", "output"), [("rocm-smi", ROCM_SMI), ("amd-smi", AMD_SMI)])
+def test_amd_tools(tool, output):
+    result = gpu.check("hades", DECLARED_HADES, tool, 0, output, "")
+    assert result["ok"], result["problems"]
+    assert [c["name"] for c in result["cards"]] == ["Radeon RX 7900 XTX"] * 2
+
+
+@pytest.mark.parametrize(
+    ("declared", "words"),
+    [
+        ({**DECLARED_4090, "count": 2}, "declares 2 x GeForce RTX 4090; the driver reports 1"),
+        (
+            {**DECLARED_4090, "model": "GeForce RTX 3060"},
+            "is a NVIDIA GeForce RTX 4090, not the declared GeForce RTX 3060",
+        ),
+        ({**DECLARED_4090, "vram_gb": 12}, "has 23.99 GiB, not the declared 12"),
+    ],
+)
+def test_cards_that_differ_from_the_inventory(declared, words):
+    result = gpu.check("orpheus", declared, "nvidia-smi", 0, NVIDIA_4090, "")
+    assert not result["ok"] and any(words in p and p.startswith("orpheus:") for p in result["problems"])
+
+
+def test_a_driver_that_does_not_answer_names_host_and_gpu():
+    stderr = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+    result = gpu.check("kratos", DECLARED_4090, "nvidia-smi", 9, "", stderr)
+    [problem] = result["problems"]
+    assert "kratos" in problem and "GeForce RTX 4090" in problem and "couldn't communicate" in problem
+
+
+def test_output_that_is_not_the_tools_is_a_problem_not_a_crash():
+    assert not gpu.check("hades", DECLARED_HADES, "rocm-smi", 0, "not json", "")["ok"]
+    assert not gpu.check("orpheus", DECLARED_4090, "nvidia-smi", 0, "garbage line", "")["ok"]
+
+
+def _preflight(
+    tmp_path: Path, stub: str | None, passthrough: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The gpu_facts role on this machine (connection local), with a test double of nvidia-smi
+    on the PATH (or none installed): what a GPU machine's preflight does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if stub is not None:
+        tool = bin_dir / "nvidia-smi"
+        tool.write_text(f"#!/bin/sh\n{stub}\n")
+        tool.chmod(0o755)
+    playbook = tmp_path / "preflight.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Preflight",
+                    "hosts": "orpheus",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "environment": {"PATH": f"{bin_dir}:/usr/bin:/bin"},
+                    "vars": {"gpu": DECLARED_4090, "labctl_gpu_passthrough": passthrough},
+                    "roles": ["gpu_facts"],
+                }
+            ]
+        )
+    )
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "orpheus,", str(playbook)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_STRATEGY": "linear",
+        },
+    )
+
+
+def test_the_preflight_passes_on_the_declared_card(tmp_path):
+    proc = _preflight(tmp_path, f"printf '{NVIDIA_4090}'")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 x GeForce RTX 4090 as declared" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("stub", "words"),
+    [
+        (
+            'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver." >&2;'
+            " exit 9",
+            "does not answer",
+        ),
+        (None, "nvidia-smi: not installed"),
+        ("printf '0, NVIDIA GeForce RTX 3060, 12288, 550.107.02\\n'", "not the declared GeForce RTX 4090"),
+    ],
+)
+def test_the_preflight_stops_the_machine_naming_it_and_its_gpu(tmp_path, stub, words):
+    proc = _preflight(tmp_path, stub)
+    assert proc.returncode != 0
+    out = " ".join(proc.stdout.split())
+    assert "orpheus" in out and words in out and "GeForce RTX 4090" in out
+
+
+def test_no_preflight_where_containers_get_no_gpu(tmp_path):
+    """The simulated lab (labctl_gpu_passthrough: false) has no driver to ask."""
+    proc = _preflight(tmp_path, None, passthrough=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "as declared" not in proc.stdout
