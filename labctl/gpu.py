@@ -60,12 +60,22 @@ def parse_nvidia_smi(text: str) -> list[Card]:
     return cards
 
 
+def _json(tool: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GpuReportError(f"{tool} did not print JSON: {exc}") from None
+
+
+def _listed(tool: str, cards: list[Card]) -> list[Card]:
+    if not cards:
+        raise GpuReportError(f"{tool} listed no card")
+    return cards
+
+
 def parse_amd_smi(text: str) -> list[Card]:
     """`amd-smi static --asic --vram --json`: a list of cards, VRAM size with its unit."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GpuReportError(f"amd-smi did not print JSON: {exc}") from None
+    data = _json("amd-smi", text)
     if isinstance(data, dict):  # some releases wrap the list
         data = data.get("gpu_data") or list(data.values())
     cards = []
@@ -80,17 +90,12 @@ def parse_amd_smi(text: str) -> list[Card]:
         except (TypeError, ValueError):
             raise GpuReportError(f"amd-smi: card {position} has no VRAM size") from None
         cards.append(Card(int(entry.get("gpu", position)), str(asic.get("market_name", "AMD GPU")), vram))
-    if not cards:
-        raise GpuReportError("amd-smi listed no card")
-    return cards
+    return _listed("amd-smi", cards)
 
 
 def parse_rocm_smi(text: str) -> list[Card]:
     """`rocm-smi --showproductname --showmeminfo vram --json`: {"card0": {...}, ...}, VRAM in bytes."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GpuReportError(f"rocm-smi did not print JSON: {exc}") from None
+    data = _json("rocm-smi", text)
     cards = []
     for key, entry in sorted(data.items() if isinstance(data, dict) else []):
         match = re.fullmatch(r"card(\d+)", key)
@@ -101,9 +106,7 @@ def parse_rocm_smi(text: str) -> list[Card]:
             raise GpuReportError(f"rocm-smi: {key} has no 'VRAM Total Memory (B)'")
         name = entry.get("Card Series") or entry.get("Card series") or entry.get("Card model") or "AMD GPU"
         cards.append(Card(int(match.group(1)), str(name), round(float(total) / GIB, 2)))
-    if not cards:
-        raise GpuReportError("rocm-smi listed no card")
-    return cards
+    return _listed("rocm-smi", cards)
 
 
 def _words(name: str) -> set[str]:
