@@ -315,4 +315,9 @@ def problems(lab: Lab, settings: schema.Platform) -> Iterator[PlanProblem]:
         if model.name in seen:
             yield PlanProblem("all", f"labctl_models[{index}].name", f"'{model.name}' is listed twice")
         seen.add(model.name)
+        for name in model.only_on:
+            if name not in lab.groups and name not in lab.managed:
+                yield PlanProblem(
+                    "all", f"labctl_models[{index}].only_on", f"{model.name}: '{name}' is no group or machine"
+                )
     yield from plan(lab, settings).problems

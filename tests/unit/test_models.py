@@ -192,6 +192,17 @@ def test_validate_refuses_an_over_committed_machine(inventory_copy):
     assert {p.variable for p in problems} <= {"labctl_models", "labctl_models[0].replicas"}
 
 
+def test_a_misspelt_constraint_is_named(inventory_copy):
+    inventory_copy.edit(
+        "group_vars/all/models.yml", lambda d: d["labctl_models"][3].update(only_on=["hades", "gpu_amdd"])
+    )
+    [problem] = validate(inventory_copy.load())
+    assert (problem.variable, problem.message) == (
+        "labctl_models[3].only_on",
+        "llama3.3:70b: 'gpu_amdd' is no group or machine",
+    )
+
+
 def test_an_added_gpu_node_takes_copies(inventory_copy):
     """One inventory entry + host_vars: a model with more copies than machines now fits."""
     inventory_copy.edit("group_vars/all/models.yml", lambda d: d["labctl_models"][0].update(replicas=4))
