@@ -198,10 +198,15 @@ def plan(as_json: JsonOpt = False, sim: SimOpt = False) -> None:
 
     lab = _lab(_target(_root(), sim))
     problems = _problems(lab, secrets=False)
-    others = [p for p in problems if not p.variable.startswith("labctl_models")]
+    try:
+        settings = schema.platform(lab, lab.anchor or "")
+    except ValueError:  # malformed settings: validation named them
+        raise _refuse(problems, as_json) from None
+    placing = {(p.host, p.variable, p.message) for p in models.problems(lab, settings)}
+    others = [p for p in problems if (p.host, p.variable, p.message) not in placing]
     if others:
         raise _refuse(others, as_json)
-    placement = models.plan(lab, schema.platform(lab, lab.anchor or ""))
+    placement = models.plan(lab, settings)
     if as_json:
         print(json.dumps({"ok": not problems, **placement.as_dict()}))
         raise typer.Exit(1 if problems else 0)

@@ -3,15 +3,19 @@
 The model catalog (group_vars/all/models.yml) says what each model needs; the inventory says what
 each inference machine has (host_vars/<node>.yml `gpu`). A model is placed on the machines it
 names (`hosts`), or automatically: its copies (`replicas`) go to different machines, among those
-its constraints allow (`only_on`), largest models first, each to the machine it fills best (the
-best-fit-decreasing heuristic of bin packing), so large cards are kept for large models. A
-placement that over-commits a machine, or a model no allowed machine can hold, is a problem that
-names the model and the machine, reported by `labctl plan` and `labctl validate` alike.
+its constraints allow (`only_on`). The most constrained models go first (fewest spare machines
+for their copies), then the largest, each copy to the machine it fills best (the
+best-fit-decreasing heuristic of bin packing), so large cards are kept for large models. When
+that leaves a copy out, an exact search (bounded) looks for a placement of every copy of every
+model that can be placed at all. A placement that over-commits a machine, or a model no allowed
+machine can hold, is a problem that names the model and the machine, reported by `labctl plan`
+and `labctl validate` alike.
 
 The VRAM a model needs, when not given, is estimated from its size, its quantization and its
-context: the weights, a KV cache for the whole context (fp16, the grouped-query attention shapes
-of today's Llama/Qwen/Mistral families by size class) and the runtime's own buffers. It errs on
-the high side; give `vram_gb` for an exact figure (Ollama's `ollama ps` shows it).
+context: the weights, a KV cache for the whole context (fp16, by size class with the
+grouped-query attention shapes of the Llama 3 / Qwen 2.5 / Mistral families) and the runtime's
+own buffers. Models with more KV heads per layer (Gemma 2, for one) need more than the estimate:
+give `vram_gb` for those, or for an exact figure (Ollama's `ollama ps` shows it).
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ BITS_PER_WEIGHT: dict[str, float] = {
 # fp16 KV cache per token of context, by model size (billions of parameters -> KiB): 2 (K and V)
 # x layers x KV heads x head size x 2 bytes, e.g. Llama 3.1 8B 32x8x128 -> 128 KiB, Qwen 2.5 14B
 # 48x8x128 -> 192 KiB, Llama 3.3 70B 80x8x128 -> 320 KiB.
-KV_KIB_PER_TOKEN: tuple[tuple[float, int], ...] = ((4, 64), (10, 128), (20, 192), (40, 256))
+# Llama 3.2 3B 28x8x128 -> 112 KiB.
+KV_KIB_PER_TOKEN: tuple[tuple[float, int], ...] = ((4, 112), (10, 128), (20, 192), (40, 256))
 KV_KIB_PER_TOKEN_LARGEST = 320
 RUNTIME_GIB = 0.5  # CUDA/ROCm context and compute buffers
 RUNTIME_SHARE = 0.05  # scratch that grows with the weights
+EPSILON = 1e-6  # sums of GiB figures compare equal when they are
 
 
 def estimate_vram_gb(parameters_b: float, quantization: str, context: int) -> float:
@@ -108,7 +114,11 @@ class Plan:
     problems: list[PlanProblem] = field(default_factory=list)
 
     def used_gb(self, node: str) -> float:
-        return round(sum(d.vram_gb for d in self.deployments if d.node == node), 1)
+        """For display: rounded to 0.1 GiB (placement compares the exact sums)."""
+        return round(self.used_exact(node), 1)
+
+    def used_exact(self, node: str) -> float:
+        return sum(d.vram_gb for d in self.deployments if d.node == node)
 
     def on(self, node: str) -> list[Deployment]:
         return [d for d in self.deployments if d.node == node]
@@ -162,13 +172,7 @@ def place(models: list[schema.ModelSpec], inference: list[Node]) -> Plan:
     """Place every model (see the module's docstring); problems name the model and machine."""
     plan = Plan(list(inference))
     by_name = {n.name: n for n in inference}
-
-    def free(node: Node) -> float:
-        return node.vram_gb - plan.used_gb(node.name)
-
-    explicit = [(i, m) for i, m in enumerate(models) if m.hosts]
-    automatic = [(i, m) for i, m in enumerate(models) if not m.hosts]
-    for index, model in explicit:
+    for index, model in enumerate(models):
         for host in model.hosts:
             node = by_name.get(host)
             var = f"labctl_models[{index}].hosts"
@@ -183,7 +187,7 @@ def place(models: list[schema.ModelSpec], inference: list[Node]) -> Plan:
             else:
                 plan.deployments.append(_deployment(model, node, "explicit"))
     for node in inference:
-        if plan.used_gb(node.name) > node.vram_gb:
+        if plan.used_exact(node.name) > node.vram_gb + EPSILON:
             names = ", ".join(f"{d.model} ({d.vram_gb:g})" for d in plan.on(node.name))
             plan.problems.append(
                 PlanProblem(
@@ -193,22 +197,28 @@ def place(models: list[schema.ModelSpec], inference: list[Node]) -> Plan:
                     f"{node.name} has {node.vram_gb:g} GiB ({node.cards} x {node.gpu})",
                 )
             )
-    base = {n.name: free(n) for n in inference}
-    wanted = [
+    base = {n.name: n.vram_gb - plan.used_exact(n.name) for n in inference}
+    wanted: Wanted = [
         (index, model, need_gb(model), [n.name for n in inference if _allowed(model, n)])
-        for index, model in automatic
+        for index, model in enumerate(models)
+        if not model.hosts
     ]
+    # A model that cannot be placed even on empty machines is reported whatever else happens;
+    # the others are placed around it.
+    alone = [w for w in wanted if sum(base[h] + EPSILON >= w[2] for h in w[3]) >= w[1].replicas]
+    hopeless = [w for w in wanted if w not in alone]
     # Tightest first (fewest spare machines for its copies), then largest (best-fit decreasing);
     # the stable sort keeps the catalog's order among equals.
-    wanted.sort(key=lambda w: (len(w[3]) - w[1].replicas, -w[2]))
-    chosen = _greedy(wanted, base)
-    if any(len(chosen[index]) < model.replicas for index, model, _, _ in wanted):
-        chosen = _search(wanted, base) or chosen
-    for index, model, need, allowed in wanted:
+    alone.sort(key=lambda w: (len(w[3]) - w[1].replicas, -w[2]))
+    chosen = _greedy(alone, base)
+    if any(len(chosen[w[0]]) < w[1].replicas for w in alone):
+        chosen = _search(alone, base) or chosen
+    chosen |= _greedy(hopeless, _left(base, alone, chosen))
+    left = _left(base, alone + hopeless, chosen)
+    for index, model, need, allowed in alone + hopeless:
         for host in chosen[index]:
             plan.deployments.append(_deployment(model, by_name[host], "auto"))
         if len(chosen[index]) < model.replicas:
-            left = {h: base[h] - sum(w[2] for w in wanted if h in chosen[w[0]]) for h in base}
             plan.problems.append(
                 _unplaceable(index, model, need, [by_name[h] for h in allowed], chosen[index], left)
             )
@@ -221,6 +231,11 @@ Wanted = list[tuple[int, schema.ModelSpec, float, list[str]]]
 SEARCH_STEPS = 200_000  # the exact search's bound (a lab of tens of models ends far below it)
 
 
+def _left(base: dict[str, float], wanted: Wanted, chosen: dict[int, list[str]]) -> dict[str, float]:
+    """Free GiB per machine once the chosen copies of `wanted` are placed."""
+    return {h: base[h] - sum(w[2] for w in wanted if h in chosen[w[0]]) for h in base}
+
+
 def _greedy(wanted: Wanted, base: dict[str, float]) -> dict[int, list[str]]:
     """Each copy to the allowed machine it fills best, without two copies on one machine."""
     left = dict(base)
@@ -228,7 +243,7 @@ def _greedy(wanted: Wanted, base: dict[str, float]) -> dict[int, list[str]]:
     for index, model, need, allowed in wanted:
         chosen[index] = []
         for _ in range(model.replicas):
-            fits = [h for h in allowed if h not in chosen[index] and left[h] >= need]
+            fits = [h for h in allowed if h not in chosen[index] and left[h] + EPSILON >= need]
             if not fits:
                 break
             best = min(fits, key=lambda h: left[h] - need)
@@ -254,10 +269,10 @@ def _search(wanted: Wanted, base: dict[str, float]) -> dict[int, list[str]] | No
         nonlocal steps
         if position == len(order):
             return True
-        if remaining[position] > sum(max(v, 0.0) for v in left.values()) + 1e-9:
+        if remaining[position] > sum(max(v, 0.0) for v in left.values()) + EPSILON:
             return False
         index, model, need, allowed = order[position]
-        for hosts in combinations([h for h in allowed if left[h] >= need], model.replicas):
+        for hosts in combinations([h for h in allowed if left[h] + EPSILON >= need], model.replicas):
             steps += 1
             if steps > SEARCH_STEPS:
                 return False
@@ -286,13 +301,22 @@ def _unplaceable(
         return PlanProblem(
             "all", f"{var}.only_on", f"{model.name}: no inference machine is in {model.only_on}"
         )
+    size = ".vram_gb" if model.vram_gb is not None else ".parameters_b"
+    if need > max(n.vram_gb for n in allowed) + EPSILON:
+        variable = var + size  # too large for any allowed machine
+    elif len(allowed) < model.replicas:
+        variable = var + ".replicas"  # more copies than allowed machines
+    else:
+        variable = "labctl_models"  # the catalog as a whole does not fit
     room = ", ".join(
-        f"{n.name} {round(left[n.name], 1):g} of {n.vram_gb:g}" for n in allowed if n.name not in placed
+        f"{n.name} {max(round(left[n.name], 1), 0):g} of {n.vram_gb:g}"
+        for n in allowed
+        if n.name not in placed
     )
     what = f"{model.replicas} copies on different machines" if model.replicas > 1 else "one machine"
     return PlanProblem(
         "all",
-        f"{var}.replicas" if placed else f"{var}.vram_gb",
+        variable,
         f"{model.name} needs {need:g} GiB on {what}; placed {len(placed)}"
         + (f" ({', '.join(placed)})" if placed else "")
         + (f"; free GiB: {room}" if room else ""),

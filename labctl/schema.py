@@ -236,6 +236,8 @@ class ModelSpec(Strict):
             raise ValueError("give `vram_gb`, or `parameters_b` to estimate it from")
         if len(set(self.hosts)) != len(self.hosts):
             raise ValueError("`hosts` names a machine twice")
+        if self.hosts and "replicas" in self.model_fields_set:
+            raise ValueError("give `hosts` (one copy on each) or `replicas` (placed for you), not both")
         return self
 
 

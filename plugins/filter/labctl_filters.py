@@ -159,19 +159,27 @@ def labctl_gpu_query(tool: str) -> list[str]:
     """The command line that makes a GPU tool (nvidia-smi, amd-smi, rocm-smi) list the cards."""
     from labctl import gpu
 
-    return {"nvidia-smi": gpu.NVIDIA_QUERY, "amd-smi": gpu.AMD_SMI_QUERY, "rocm-smi": gpu.ROCM_SMI_QUERY}[
-        tool
-    ]
+    return gpu.QUERIES[tool]
 
 
 def labctl_gpu_check(
-    host: str, declared: Mapping[str, Any], tool: str, rc: int, stdout: str, stderr: str
+    host: str, declared: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The GPU preflight's verdict: the driver's cards against the declared `gpu`."""
+    """The GPU preflight's verdict: the first tool that answered (a loop's registered results,
+    `item` naming the tool), its cards against the declared `gpu`."""
     from labctl import gpu
     from labctl.model import plain
 
-    return gpu.check(host, plain(declared), tool, int(rc), str(stdout), str(stderr))
+    answers = [
+        {
+            "tool": r.get("item"),
+            "rc": r.get("rc"),
+            "stdout": r.get("stdout", ""),
+            "stderr": r.get("stderr", ""),
+        }
+        for r in results
+    ]
+    return gpu.check(host, plain(declared), plain(answers))
 
 
 class FilterModule:

@@ -51,11 +51,54 @@ def test_nvidia_smi():
     assert [c.index for c in gpu.parse_nvidia_smi(NVIDIA_TWO)] == [0, 1]
 
 
-@pytest.mark.parametrize(("tool", "output"), [("rocm-smi", ROCM_SMI), ("amd-smi", AMD_SMI)])
+def answer(tool, rc=0, stdout="", stderr=""):
+    return {"tool": tool, "rc": rc, "stdout": stdout, "stderr": stderr}
+
+
+# amd-smi of ROCm 6.0: VRAM as vram_size_mb; a single card as a bare object.
+AMD_SMI_60 = json.dumps(
+    [
+        {"gpu": i, "asic": {"market_name": "Radeon RX 7900 XTX"}, "vram": {"vram_size_mb": 24560}}
+        for i in range(2)
+    ]
+)
+ROCM_SMI_WITH_IGPU = json.dumps(
+    {
+        **json.loads(ROCM_SMI),
+        "card2": {"Card Series": "Raphael", "VRAM Total Memory (B)": "536870912"},
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("tool", "output"),
+    [
+        ("rocm-smi", ROCM_SMI),
+        ("amd-smi", AMD_SMI),
+        ("amd-smi", AMD_SMI_60),
+        ("amd-smi", json.dumps({"gpu_data": json.loads(AMD_SMI)})),
+        (
+            "rocm-smi",
+            "WARNING: Unlocked monitor_devices lock; it should have already been unlocked.\n" + ROCM_SMI,
+        ),
+        ("rocm-smi", ROCM_SMI_WITH_IGPU),
+    ],
+)
 def test_amd_tools(tool, output):
-    result = gpu.check("hades", DECLARED_HADES, tool, 0, output, "")
+    result = gpu.check("hades", DECLARED_HADES, [answer(tool, stdout=output)])
     assert result["ok"], result["problems"]
     assert [c["name"] for c in result["cards"]] == ["Radeon RX 7900 XTX"] * 2
+
+
+def test_a_single_card_as_a_bare_object():
+    single = json.dumps(json.loads(AMD_SMI_60)[0])
+    assert [c.vram_gb for c in gpu.parse_amd_smi(single)] == [23.98]
+
+
+def test_amd_smi_that_fails_falls_back_to_rocm_smi():
+    answers = [answer("amd-smi", 1, stderr="AmdSmiLibraryException"), answer("rocm-smi", stdout=ROCM_SMI)]
+    result = gpu.check("hades", DECLARED_HADES, answers)
+    assert result["ok"] and result["tool"] == "rocm-smi"
 
 
 @pytest.mark.parametrize(
@@ -67,23 +110,39 @@ def test_amd_tools(tool, output):
             "is a NVIDIA GeForce RTX 4090, not the declared GeForce RTX 3060",
         ),
         ({**DECLARED_4090, "vram_gb": 12}, "has 23.99 GiB, not the declared 12"),
+        ({**DECLARED_4090, "model": "GeForce RTX 4090 D"}, "not the declared GeForce RTX 4090 D"),
     ],
 )
 def test_cards_that_differ_from_the_inventory(declared, words):
-    result = gpu.check("orpheus", declared, "nvidia-smi", 0, NVIDIA_4090, "")
+    result = gpu.check("orpheus", declared, [answer("nvidia-smi", stdout=NVIDIA_4090)])
     assert not result["ok"] and any(words in p and p.startswith("orpheus:") for p in result["problems"])
 
 
 def test_a_driver_that_does_not_answer_names_host_and_gpu():
     stderr = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
-    result = gpu.check("kratos", DECLARED_4090, "nvidia-smi", 9, "", stderr)
+    result = gpu.check("kratos", DECLARED_4090, [answer("nvidia-smi", 9, stderr=stderr)])
     [problem] = result["problems"]
     assert "kratos" in problem and "GeForce RTX 4090" in problem and "couldn't communicate" in problem
 
 
-def test_output_that_is_not_the_tools_is_a_problem_not_a_crash():
-    assert not gpu.check("hades", DECLARED_HADES, "rocm-smi", 0, "not json", "")["ok"]
-    assert not gpu.check("orpheus", DECLARED_4090, "nvidia-smi", 0, "garbage line", "")["ok"]
+@pytest.mark.parametrize(
+    ("declared", "tool", "output", "words"),
+    [
+        (DECLARED_HADES, "rocm-smi", "not json", "did not print JSON"),
+        (DECLARED_HADES, "amd-smi", '[{"gpu": 0, "asic": "N/A", "vram": "N/A"}]', "no VRAM size for GPU 0"),
+        (DECLARED_HADES, "amd-smi", '{"gpu_data": []}', "listed no card"),
+        (DECLARED_4090, "nvidia-smi", "garbage line", "unexpected nvidia-smi line"),
+        (
+            DECLARED_4090,
+            "nvidia-smi",
+            "0, NVIDIA GB10, [N/A], 580.95.05",
+            "no memory size for GPU 0 (NVIDIA GB10)",
+        ),
+    ],
+)
+def test_output_that_is_not_the_tools_is_a_problem_not_a_crash(declared, tool, output, words):
+    result = gpu.check("box", declared, [answer(tool, stdout=output)])
+    assert not result["ok"] and words in result["problems"][0]
 
 
 def _preflight(
@@ -142,7 +201,7 @@ def test_the_preflight_passes_on_the_declared_card(tmp_path):
             " exit 9",
             "does not answer",
         ),
-        (None, "nvidia-smi: not installed"),
+        (None, "no nvidia driver tool is installed for GeForce RTX 4090 (tried nvidia-smi)"),
         ("printf '0, NVIDIA GeForce RTX 3060, 12288, 550.107.02\\n'", "not the declared GeForce RTX 4090"),
     ],
 )

@@ -92,6 +92,34 @@ def test_a_placement_the_greedy_heuristic_misses_is_found():
     assert used(plan) == {"a": 8, "b": 7}
 
 
+def test_a_model_that_fills_a_card_exactly_fits():
+    plan = models.place(
+        [spec(name=n, vram_gb=v) for n, v in [("a", 10.0), ("b", 8.3), ("c", 5.7)]], [node("h", 24)]
+    )
+    assert plan.problems == [] and len(plan.deployments) == 3
+
+
+def test_one_impossible_model_does_not_take_the_others_down_with_it():
+    nodes = [node("x", 10), node("y", 10)]
+    catalog = [spec(name=f"m{i}", vram_gb=v) for i, v in enumerate([4, 4, 3, 3, 3, 3])]
+    assert models.place(catalog, nodes).problems == []
+    plan = models.place([*catalog, spec(name="w", vram_gb=1, replicas=3)], nodes)
+    [problem] = plan.problems
+    assert problem.variable == "labctl_models[6].replicas" and problem.message.startswith("w needs 1 GiB")
+    assert {d.model for d in plan.deployments} >= {f"m{i}" for i in range(6)}
+
+
+def test_over_commit_is_checked_on_exact_sums():
+    plan = models.place([spec(name=n, vram_gb=12.04, hosts=["h"]) for n in ("a", "b")], [node("h", 24)])
+    [problem] = plan.problems
+    assert problem.host == "h" and "over-committed" in problem.message
+
+
+def test_hosts_and_replicas_together_are_refused():
+    with pytest.raises(ValueError, match="not both"):
+        spec(name="m", vram_gb=4, hosts=["nyx"], replicas=2)
+
+
 def test_only_on_is_respected_and_an_empty_match_is_named():
     nodes = [
         node("gpu1", 48, groups=("inference", "gpu_nvidia")),
@@ -241,3 +269,15 @@ def test_labctl_plan_prints_the_placement_and_refuses_an_impossible_one(inventor
     assert result.exit_code == 1
     assert "llama3.1:405b" in " ".join(result.output.split())
     state.sim, state.inventories = False, []
+
+
+def test_labctl_plan_names_a_malformed_model_instead_of_crashing(inventory_copy):
+    inventory_copy.edit(
+        "group_vars/all/models.yml", lambda d: d["labctl_models"][0].update(quantization="Q4_K_M")
+    )
+    state.sim, state.inventories = False, []
+    result = CliRunner().invoke(app, ["--inventory", str(inventory_copy.dir), "plan"], env=inventory_copy.env)
+    state.sim, state.inventories = False, []
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "labctl_models[0].quantization" in " ".join(result.output.split())
