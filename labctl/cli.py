@@ -210,16 +210,12 @@ def plan(as_json: JsonOpt = False, sim: SimOpt = False) -> None:
     if as_json:
         print(json.dumps({"ok": not problems, **placement.as_dict()}))
         raise typer.Exit(1 if problems else 0)
-    table = Table(
-        "machine",
-        "GPUs",
-        "used / total",
-        "headroom",
-        "model",
-        "GiB",
-        "backend",
-        title="labctl plan (VRAM, GiB)",
-    )
+    table = Table(title="labctl plan (VRAM, GiB)")
+    for column in ("machine", "GPUs", "used / total", "headroom"):
+        table.add_column(column)
+    table.add_column("model", no_wrap=True)
+    table.add_column("GiB", justify="right")
+    table.add_column("backend")
     for node in placement.nodes:
         used = placement.used_gb(node.name)
         headroom = node.vram_gb - used
