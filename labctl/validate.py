@@ -1,7 +1,7 @@
 """Inventory validation: every rule a bad inventory can break, checked before any host is touched.
 
 First the types (labctl.schema: shapes, ranges, formats), then the rules between values (addresses
-unique, placement on managed machines, secrets defined, models that fit, ...), then the roles'
+unique, placement on managed machines, secrets defined, a model placement that fits, ...), then the roles'
 own argument specs for any role variable the inventory sets. Each problem names the host (or
 `all` when every machine shares it) and the variable to fix. The same function runs offline in
 `labctl validate` and as the first play of every playbook.
