@@ -345,3 +345,12 @@ def problems(lab: Lab, settings: schema.Platform) -> Iterator[PlanProblem]:
                     "all", f"labctl_models[{index}].only_on", f"{model.name}: '{name}' is no group or machine"
                 )
     yield from plan(lab, settings).problems
+
+
+def host_models(lab: Lab, host: str, backend: str | None = None) -> list[Deployment]:
+    """The model copies placed on one machine (of one backend): what its inference stack serves."""
+    anchor = lab.anchor
+    if anchor is None:
+        return []
+    placement = plan(lab, schema.platform(lab, anchor))
+    return [d for d in placement.on(host) if backend in (None, d.backend)]

@@ -182,9 +182,21 @@ def labctl_gpu_check(
     return gpu.check(host, plain(declared), plain(answers))
 
 
+def labctl_host_models(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str, backend: str | None = None
+) -> list[dict[str, Any]]:
+    """The model copies labctl plan places on `host` (of one backend)."""
+    from dataclasses import asdict
+
+    from labctl import models
+
+    return [asdict(d) for d in models.host_models(_lab(hostvars, groups), host, backend)]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
+            "labctl_host_models": labctl_host_models,
             "labctl_gpu_query": labctl_gpu_query,
             "labctl_gpu_check": labctl_gpu_check,
             "labctl_catalog": labctl_catalog,

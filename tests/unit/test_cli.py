@@ -64,8 +64,8 @@ def test_services_json_lists_every_instance(inventory_copy):
     result = run(inventory_copy, "services", "--json")
     assert result.exit_code == 0
     instances = json.loads(result.stdout)
-    assert len(instances) == 11
-    assert {i["service"] for i in instances} == {"node_exporter", "redis"}
+    assert len(instances) == 15  # node exporter on ten machines, Redis on one, Ollama on four
+    assert {i["service"] for i in instances} == {"node_exporter", "redis", "ollama"}
 
 
 def test_services_for_one_host(inventory_copy):

@@ -139,10 +139,21 @@ def test_the_deploy_names_no_service_role():
     assert roles == {"gpu_facts", "common", "docker", "stacks"}
 
 
+RENDERED_ONLY = yaml.safe_load((ROOT / "roles" / "sim_lab" / "defaults" / "main.yml").read_text())[
+    "sim_lab_rendered_only"
+]
+
+
 def test_every_catalog_service_has_its_role_stand_in_and_lab_test(inventory_copy):
+    """Each service runs in the simulated lab (a stand-in image and a lab test), or is one the
+    simulated lab cannot run and its rendering is tested for every real machine instead."""
+    rendering_tests = (ROOT / "tests" / "unit" / "test_inference_stacks.py").read_text()
     for name in catalog_services(inventory_copy):
         assert (ROOT / "roles" / name / "templates" / "compose.yaml.j2").is_file(), name
         assert (ROOT / "roles" / name / "meta" / "argument_specs.yml").is_file(), name
+        if name in RENDERED_ONLY:
+            assert f'render(inventory_copy, tmp_path, "{name}")' in rendering_tests, name
+            continue
         assert (ROOT / "sim" / "images" / name / "Dockerfile").is_file(), name
         assert (ROOT / "tests" / "lab" / f"test_{name}.py").is_file(), name
 
