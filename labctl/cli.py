@@ -202,8 +202,8 @@ def plan(as_json: JsonOpt = False, sim: SimOpt = False) -> None:
         settings = schema.platform(lab, lab.anchor or "")
     except ValueError:  # malformed settings: validation named them
         raise _refuse(problems, as_json) from None
-    placing = {(p.host, p.variable, p.message) for p in models.problems(lab, settings)}
-    others = [p for p in problems if (p.host, p.variable, p.message) not in placing]
+    placing = set(models.problems(lab, settings))
+    others = [p for p in problems if p not in placing]
     if others:
         raise _refuse(others, as_json)
     placement = models.plan(lab, settings)

@@ -51,6 +51,19 @@ def plain(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True, order=True)
+class Problem:
+    """Something wrong in the inventory: the host (or `all`), the variable to fix, what is wrong.
+    The type check, the rules and the model placement all report these."""
+
+    host: str
+    variable: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"host '{self.host}', variable '{self.variable}': {self.message}"
+
+
 @dataclass
 class Lab:
     """Groups (name -> hosts, in inventory order), a way to read one host's variable, and the

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labctl import schema
-from labctl.model import Lab
+from labctl.model import Lab, Problem
 
 GIB = 1024**3
 
@@ -100,18 +100,11 @@ class Deployment:
     source: str
 
 
-@dataclass(frozen=True)
-class PlanProblem:
-    host: str
-    variable: str
-    message: str
-
-
 @dataclass
 class Plan:
     nodes: list[Node]
     deployments: list[Deployment] = field(default_factory=list)
-    problems: list[PlanProblem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
     def used_gb(self, node: str) -> float:
         """For display: rounded to 0.1 GiB (placement compares the exact sums)."""
@@ -178,11 +171,11 @@ def place(models: list[schema.ModelSpec], inference: list[Node]) -> Plan:
             var = f"labctl_models[{index}].hosts"
             if node is None:
                 plan.problems.append(
-                    PlanProblem("all", var, f"{model.name}: {host} is not an inference machine with a GPU")
+                    Problem("all", var, f"{model.name}: {host} is not an inference machine with a GPU")
                 )
             elif not _allowed(model, node):
                 plan.problems.append(
-                    PlanProblem(host, var, f"{model.name}: {host} is outside only_on {model.only_on}")
+                    Problem(host, var, f"{model.name}: {host} is outside only_on {model.only_on}")
                 )
             else:
                 plan.deployments.append(_deployment(model, node, "explicit"))
@@ -190,7 +183,7 @@ def place(models: list[schema.ModelSpec], inference: list[Node]) -> Plan:
         if plan.used_exact(node.name) > node.vram_gb + EPSILON:
             names = ", ".join(f"{d.model} ({d.vram_gb:g})" for d in plan.on(node.name))
             plan.problems.append(
-                PlanProblem(
+                Problem(
                     node.name,
                     "labctl_models",
                     f"over-committed: {names} need {plan.used_gb(node.name):g} GiB; "
@@ -295,12 +288,10 @@ def _unplaceable(
     allowed: list[Node],
     placed: list[str],
     left: dict[str, float],
-) -> PlanProblem:
+) -> Problem:
     var = f"labctl_models[{index}]"
     if not allowed:
-        return PlanProblem(
-            "all", f"{var}.only_on", f"{model.name}: no inference machine is in {model.only_on}"
-        )
+        return Problem("all", f"{var}.only_on", f"{model.name}: no inference machine is in {model.only_on}")
     size = ".vram_gb" if model.vram_gb is not None else ".parameters_b"
     if need > max(n.vram_gb for n in allowed) + EPSILON:
         variable = var + size  # too large for any allowed machine
@@ -314,7 +305,7 @@ def _unplaceable(
         if n.name not in placed
     )
     what = f"{model.replicas} copies on different machines" if model.replicas > 1 else "one machine"
-    return PlanProblem(
+    return Problem(
         "all",
         variable,
         f"{model.name} needs {need:g} GiB on {what}; placed {len(placed)}"
@@ -332,16 +323,16 @@ def plan(lab: Lab, settings: schema.Platform) -> Plan:
     return result
 
 
-def problems(lab: Lab, settings: schema.Platform) -> Iterator[PlanProblem]:
+def problems(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
     models = settings.labctl_models
     seen: set[str] = set()
     for index, model in enumerate(models):
         if model.name in seen:
-            yield PlanProblem("all", f"labctl_models[{index}].name", f"'{model.name}' is listed twice")
+            yield Problem("all", f"labctl_models[{index}].name", f"'{model.name}' is listed twice")
         seen.add(model.name)
         for name in model.only_on:
             if name not in lab.groups and name not in lab.managed:
-                yield PlanProblem(
+                yield Problem(
                     "all", f"labctl_models[{index}].only_on", f"{model.name}: '{name}' is no group or machine"
                 )
     yield from plan(lab, settings).problems

@@ -12,7 +12,6 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from labctl.model import VAULTED, Lab
+from labctl.model import VAULTED, Lab, Problem
 
 # --- formats -------------------------------------------------------------------------------------
 
@@ -296,13 +295,6 @@ CONNECTION_VARS = tuple(Connection.model_fields)
 # --- reading one host's values ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TypeProblem:
-    host: str
-    variable: str
-    message: str
-
-
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -333,7 +325,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     return message
 
 
-def errors_of(exc: ValidationError, host: str, prefix: str = "") -> Iterator[TypeProblem]:
+def errors_of(exc: ValidationError, host: str, prefix: str = "") -> Iterator[Problem]:
     seen: set[tuple[str, str]] = set()
     for error in exc.errors(include_url=False):
         path = _path(tuple(error.get("loc", ())))
@@ -341,7 +333,7 @@ def errors_of(exc: ValidationError, host: str, prefix: str = "") -> Iterator[Typ
         message = _describe(error)
         if (variable, message) not in seen:
             seen.add((variable, message))
-            yield TypeProblem(host, variable, message)
+            yield Problem(host, variable, message)
 
 
 def _defined(lab: Lab, host: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -353,10 +345,10 @@ def _defined(lab: Lab, host: str, names: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
-def check_host(lab: Lab, host: str) -> list[TypeProblem]:
+def check_host(lab: Lab, host: str) -> list[Problem]:
     """Type problems of one managed host's variables: the platform settings it sees, its address,
     its GPU, its connection and its stack toggles."""
-    problems: list[TypeProblem] = []
+    problems: list[Problem] = []
     try:
         Platform.model_validate(_defined(lab, host, PLATFORM_VARS))
     except ValidationError as exc:
@@ -382,7 +374,7 @@ def check_host(lab: Lab, host: str) -> list[TypeProblem]:
             try:
                 _ansible_bool(value)
             except ValueError as exc:
-                problems.append(TypeProblem(host, f"{name}_enabled", str(exc)))
+                problems.append(Problem(host, f"{name}_enabled", str(exc)))
     return problems
 
 
@@ -390,11 +382,11 @@ class _AddressOnly(Strict):
     lab_address: Address
 
 
-def check_address(lab: Lab, host: str, *, required: bool) -> list[TypeProblem]:
+def check_address(lab: Lab, host: str, *, required: bool) -> list[Problem]:
     value = lab.var(host, "lab_address", lab.missing)
     if value is lab.missing:
         return (
-            [TypeProblem(host, "lab_address", "is not set; every lab machine needs its address")]
+            [Problem(host, "lab_address", "is not set; every lab machine needs its address")]
             if required
             else []
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,22 +19,12 @@ from typing import Any
 import yaml
 
 from labctl import catalog, models, schema
-from labctl.model import VAULTED, Lab
+from labctl.model import VAULTED, Lab, Problem
 
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SECRET_PLACEHOLDERS = {"", "changeme", "change-me", "todo", "xxx"}
 ROLES_DIR = Path(__file__).resolve().parents[1] / "roles"
 UNMANAGED_GROUPS = ("nas",)
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    host: str
-    variable: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"host '{self.host}', variable '{self.variable}': {self.message}"
 
 
 def validate(lab: Lab, *, secrets: bool = True, decrypted: bool = False) -> list[Problem]:
@@ -114,11 +103,11 @@ def _structure(lab: Lab) -> Iterator[Problem]:
 def _types(lab: Lab) -> Iterator[Problem]:
     for host in lab.managed:
         for p in schema.check_host(lab, host):
-            yield Problem(p.host, p.variable, p.message)
+            yield p
     for group in UNMANAGED_GROUPS:
         for host in lab.hosts_in(group):
             for p in schema.check_address(lab, host, required=True):
-                yield Problem(p.host, p.variable, p.message)
+                yield p
 
 
 def _addresses(lab: Lab, _: schema.Platform) -> Iterator[Problem]:
@@ -296,8 +285,7 @@ def _images(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
 
 def _models(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
     """The model catalog places on the inference machines without over-committing any."""
-    for problem in models.problems(lab, settings):
-        yield Problem(problem.host, problem.variable, problem.message)
+    yield from models.problems(lab, settings)
 
 
 @cache

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,21 @@ VAULT_PASSWORD = "unit-test-vault-password"
 
 # Tests load inventories in-process with the project's Ansible settings.
 os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+
+
+def run_playbook(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook from the project root with the project's ansible.cfg."""
+    return subprocess.run(
+        [ANSIBLE_PLAYBOOK, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **(env or {})},
+        timeout=timeout,
+    )
 
 
 class InventoryCopy:

@@ -4,7 +4,6 @@ machine whose driver does not answer stopped with its name and card."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import yaml
 
 from labctl import gpu
-from tests.conftest import ROOT
+from tests.conftest import run_playbook
 
 # Outputs in the tools' own formats (nvidia-smi 550, rocm-smi 6.x, amd-smi 24.x).
 NVIDIA_4090 = "0, NVIDIA GeForce RTX 4090, 24564, 550.107.02\n"
@@ -172,18 +171,12 @@ def _preflight(
             ]
         )
     )
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "orpheus,", str(playbook)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    return run_playbook(
+        "-i",
+        "orpheus,",
+        str(playbook),
+        env={"ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_STRATEGY": "linear"},
         timeout=120,
-        env={
-            **os.environ,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-            "ANSIBLE_STRATEGY": "linear",
-        },
     )
 
 

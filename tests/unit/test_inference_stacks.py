@@ -4,16 +4,14 @@ by `docker compose config` and the hardening rules: what the simulated lab canno
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_playbook
 from tests.hardening import problems
 
 MACHINES = ["orpheus", "kratos", "nyx", "hades"]
@@ -58,19 +56,7 @@ def render(copy, tmp_path: Path, role: str) -> dict[str, dict]:
             ]
         )
     )
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(copy.dir), str(playbook)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            **os.environ,
-            **copy.env,
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_STRATEGY": "linear",
-        },
-    )
+    proc = run_playbook("-i", str(copy.dir), str(playbook), env={**copy.env, "ANSIBLE_STRATEGY": "linear"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return {m: yaml.safe_load((out / f"{m}.yaml").read_text()) for m in MACHINES}
 

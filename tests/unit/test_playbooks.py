@@ -5,33 +5,18 @@ documents its variables."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
 from labctl import catalog, schema
-from tests.conftest import ROOT, lab_group
+from tests.conftest import ROOT, lab_group, run_playbook
 
-ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir())
 PLAYBOOKS = sorted(p.name for p in (ROOT / "playbooks").glob("*.yml"))
 DEPLOY = yaml.safe_load((ROOT / "playbooks" / "deploy.yml").read_text())
-
-
-def run_playbook(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ANSIBLE_PLAYBOOK, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), **(env or {})},
-        timeout=300,
-    )
 
 
 def catalog_services(copy) -> list[str]:
