@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labctl import schema
+from labctl import models, schema
 from labctl.model import VAULTED, Lab
 
 LOOPBACK = "127.0.0.1"
@@ -48,6 +48,7 @@ class Instance:
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
     consumes: list[str] = field(default_factory=list)
     gpu: dict[str, Any] | None = None
+    serves: str | None = None
 
     @property
     def stack(self) -> str:
@@ -126,7 +127,8 @@ def instances(
     """Every service instance (of `services`, on `hosts`, if given), in catalog order then
     inventory order.
 
-    Disabled stacks (`<stack>_enabled: false` on a host) are left out unless asked for.
+    Disabled stacks (`<stack>_enabled: false` on a host) are left out unless asked for; an
+    inference engine (`serves`) runs only where labctl plan places models it serves.
     """
     anchor = lab.anchor
     if anchor is None:
@@ -144,6 +146,8 @@ def instances(
                 continue
             if not include_disabled and not stack_enabled(lab, host, name):
                 continue
+            if spec.serves and not models.host_models(lab, host, spec.serves):
+                continue  # an engine with no model placed here
             host_settings = _settings(lab, host)
             address = str(lab.var(host, "lab_address", ""))
             name_fqdn = fqdn(host_settings.labctl_domain, host)
@@ -184,6 +188,7 @@ def instances(
                     secrets={k: v.model_dump() for k, v in spec.secrets.items()},
                     consumes=list(spec.consumes),
                     gpu=gpu,
+                    serves=spec.serves,
                 )
             )
     return result
@@ -246,10 +251,15 @@ def consumers(lab: Lab, hosts: list[str]) -> list[str]:
 
 
 def consumer_stacks(lab: Lab, host: str, changed_hosts: list[str]) -> list[dict[str, Any]]:
-    """Stacks on `host` that derive their configuration from services on `changed_hosts`."""
+    """Stacks on `host` that derive their configuration from services on `changed_hosts`, and
+    its inference engines when an inference machine changed (the model placement is computed over
+    all of them: a new machine can take a copy over from another)."""
     placed = {i.service for i in instances(lab, hosts=changed_hosts)}
+    replanned = any(h in lab.hosts_in("inference") for h in changed_hosts)
     return [
-        i.as_dict() for i in instances(lab, hosts=[host]) if "*" in i.consumes or placed & set(i.consumes)
+        i.as_dict()
+        for i in instances(lab, hosts=[host])
+        if "*" in i.consumes or placed & set(i.consumes) or (replanned and i.serves)
     ]
 
 

@@ -29,6 +29,10 @@ sim_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(sim_app, name="sim")
+models_app = typer.Typer(
+    help="The models labctl plan places on the inference machines.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 console = Console()
 err = Console(stderr=True)
@@ -226,7 +230,11 @@ def plan(as_json: JsonOpt = False, sim: SimOpt = False) -> None:
             f"{used:g} / {node.vram_gb:g}",
             f"[{colour}]{headroom:.1f}[/{colour}]",
         ]
-        rows = [(d.model, f"{d.vram_gb:g}", d.backend) for d in placement.on(node.name)] or [("-", "", "")]
+        standin = lab.var(node.name, "labctl_inference_standin", None)
+        rows = [
+            (d.model, f"{d.vram_gb:g}", f"{d.backend} -> {standin} (stand-in)" if standin else d.backend)
+            for d in placement.on(node.name)
+        ] or [("-", "", "")]
         for number, row in enumerate(rows):
             table.add_row(
                 *(first if number == 0 else ["", "", "", ""]), *row, end_section=number == len(rows) - 1
@@ -598,6 +606,47 @@ def health(
     for error in result.errors:
         err.print(f"[red]error:[/red] {error}")
     raise typer.Exit(0 if ok else 1)
+
+
+@models_app.command("pull", context_settings=PASSTHROUGH)
+def models_pull(
+    ctx: typer.Context, target: TargetArg = "all", as_json: JsonOpt = False, sim: SimOpt = False
+) -> None:
+    """Put every model labctl plan places on the machines in place, with the engine that serves
+    it there: Ollama pulls through its API (resuming an interrupted download), llama.cpp's GGUF
+    files are copied from the workstation or downloaded. What is already there is left alone."""
+    from labctl import models as models_lib
+    from labctl import runner
+
+    started = time.perf_counter()
+    root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=False)
+    wanted = [h for h in hosts if models_lib.host_models(lab, h)]
+    if not wanted:
+        if as_json:
+            print(json.dumps({"ok": True, "models": {}}))
+        else:
+            console.print(f"labctl plan places no model on {target}: nothing to pull")
+        raise typer.Exit(0)
+    with _progress(lab, wanted, catalog.tiers(lab), quiet=as_json) as progress:
+        result = runner.run_playbook(
+            root,
+            "playbooks/models.yml",
+            tgt.sources,
+            limit=",".join(wanted),
+            extravars=VALIDATED,
+            extra_args=extra,
+            env=tgt.env,
+            progress=progress,
+        )
+    placed = {h: [d.model for d in models_lib.host_models(lab, h)] for h in wanted}
+    if as_json:
+        print(_result_json(result, models=placed))
+    else:
+        _summary(result, lab, f"labctl models pull {target}: {time.perf_counter() - started:.0f}s")
+        count = sum(len(m) for m in placed.values())
+        if result.succeeded:
+            console.print(f"{count} model copies in place on {len(placed)} machine(s)")
+    raise typer.Exit(0 if result.succeeded else 1)
 
 
 # --- the simulated lab ---------------------------------------------------------------------------

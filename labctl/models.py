@@ -1,7 +1,10 @@
 """Model placement: which inference machine serves which model, within its GPUs' memory.
 
 The model catalog (group_vars/all/models.yml) says what each model needs; the inventory says what
-each inference machine has (host_vars/<node>.yml `gpu`). A model is placed on the machines it
+each inference machine has: its GPUs (host_vars/<node>.yml `gpu`), or, on a machine without one,
+the memory its models may use (`inference_memory_gb`, served by llama.cpp on the CPU). A copy goes
+to a machine that runs one of the model's backends, the first it runs (VENDOR_BACKENDS); a model
+is placed on the machines it
 names (`hosts`), or automatically: its copies (`replicas`) go to different machines, among those
 its constraints allow (`only_on`). The most constrained models go first (fewest spare machines
 for their copies), then the largest, each copy to the machine it fills best (the
@@ -20,6 +23,7 @@ give `vram_gb` for those, or for an exact figure (Ollama's `ollama ps` shows it)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -56,6 +60,16 @@ RUNTIME_GIB = 0.5  # CUDA/ROCm context and compute buffers
 RUNTIME_SHARE = 0.05  # scratch that grows with the weights
 EPSILON = 1e-6  # sums of GiB figures compare equal when they are
 
+# The engines each kind of machine runs: Ollama and vLLM on NVIDIA and AMD GPUs, llama.cpp on CPU.
+VENDOR_BACKENDS: dict[str, tuple[schema.Backend, ...]] = {
+    "nvidia": ("ollama", "vllm"),
+    "amd": ("ollama", "vllm"),
+    "cpu": ("llamacpp",),
+}
+CPU = "cpu"
+# Where llama.cpp's GGUF file comes from: a path on the workstation, or a URL to download.
+GGUF_SOURCE = re.compile(r"^(/\S+|https://\S+)$")
+
 
 def estimate_vram_gb(parameters_b: float, quantization: str, context: int) -> float:
     """GiB one loaded copy needs: weights + KV cache for `context` tokens + runtime buffers."""
@@ -74,7 +88,8 @@ def need_gb(model: schema.ModelSpec) -> float:
 
 @dataclass(frozen=True)
 class Node:
-    """An inference machine and its GPUs as the inventory declares them."""
+    """An inference machine and its GPUs as the inventory declares them (vendor "cpu": a machine
+    without a GPU, its `inference_memory_gb` as one card)."""
 
     name: str
     vendor: str
@@ -87,6 +102,11 @@ class Node:
     def vram_gb(self) -> float:
         return self.cards * self.vram_per_card_gb
 
+    @property
+    def backends(self) -> tuple[schema.Backend, ...]:
+        # An unknown vendor is reported by the type check; placement treats it as a GPU.
+        return VENDOR_BACKENDS.get(self.vendor, VENDOR_BACKENDS["nvidia"])
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -98,6 +118,7 @@ class Deployment:
     vram_gb: float
     placed: str  # "explicit" (the model's `hosts`) or "auto"
     source: str
+    context: int  # tokens of context the server gives it
 
 
 @dataclass
@@ -133,23 +154,33 @@ class Plan:
 
 
 def nodes(lab: Lab) -> list[Node]:
-    """The inference machines with a declared GPU, in inventory order."""
+    """The inference machines with a declared GPU or model memory, in inventory order."""
     found = []
     for host in lab.hosts_in("inference"):
-        gpu = lab.var(host, "gpu", None)
-        if not isinstance(gpu, dict):
-            continue
-        try:
-            spec = schema.Gpu.model_validate(gpu)
-        except ValueError:
-            continue  # reported by the type check
         groups = tuple(g for g, members in lab.groups.items() if host in members)
-        found.append(Node(host, spec.vendor, spec.model, spec.count, float(spec.vram_gb), groups))
+        gpu = lab.var(host, "gpu", None)
+        memory = lab.var(host, "inference_memory_gb", None)
+        if isinstance(gpu, dict):
+            try:
+                spec = schema.Gpu.model_validate(gpu)
+            except ValueError:
+                continue  # reported by the type check
+            found.append(Node(host, spec.vendor, spec.model, spec.count, float(spec.vram_gb), groups))
+        elif isinstance(memory, int | float) and not isinstance(memory, bool) and memory > 0:
+            found.append(Node(host, CPU, "CPU (system memory)", 1, float(memory), groups))
     return found
 
 
 def _allowed(model: schema.ModelSpec, node: Node) -> bool:
-    return not model.only_on or any(c == node.name or c in node.groups for c in model.only_on)
+    """The model's constraints admit the machine, and the machine runs one of its backends."""
+    return _backend(model, node) is not None and (
+        not model.only_on or any(c == node.name or c in node.groups for c in model.only_on)
+    )
+
+
+def _backend(model: schema.ModelSpec, node: Node) -> schema.Backend | None:
+    """The model's first backend the machine runs."""
+    return next((b for b in model.backends if b in node.backends), None)
 
 
 def _source(model: schema.ModelSpec, backend: schema.Backend) -> str:
@@ -157,8 +188,11 @@ def _source(model: schema.ModelSpec, backend: schema.Backend) -> str:
 
 
 def _deployment(model: schema.ModelSpec, node: Node, placed: str) -> Deployment:
-    backend = model.backends[0]
-    return Deployment(model.name, node.name, backend, need_gb(model), placed, _source(model, backend))
+    backend = _backend(model, node)
+    assert backend is not None  # placement only uses machines _allowed admits
+    return Deployment(
+        model.name, node.name, backend, need_gb(model), placed, _source(model, backend), model.context
+    )
 
 
 def place(models: list[schema.ModelSpec], inference: list[Node]) -> Plan:
@@ -171,7 +205,21 @@ def place(models: list[schema.ModelSpec], inference: list[Node]) -> Plan:
             var = f"labctl_models[{index}].hosts"
             if node is None:
                 plan.problems.append(
-                    Problem("all", var, f"{model.name}: {host} is not an inference machine with a GPU")
+                    Problem(
+                        "all",
+                        var,
+                        f"{model.name}: {host} is not an inference machine "
+                        "(with a gpu or inference_memory_gb)",
+                    )
+                )
+            elif _backend(model, node) is None:
+                plan.problems.append(
+                    Problem(
+                        host,
+                        var,
+                        f"{model.name}: {host} ({node.vendor}) runs {', '.join(node.backends)}, "
+                        f"none of the model's backends ({', '.join(model.backends)})",
+                    )
                 )
             elif not _allowed(model, node):
                 plan.problems.append(
@@ -291,7 +339,15 @@ def _unplaceable(
 ) -> Problem:
     var = f"labctl_models[{index}]"
     if not allowed:
-        return Problem("all", f"{var}.only_on", f"{model.name}: no inference machine is in {model.only_on}")
+        if model.only_on:
+            return Problem(
+                "all",
+                f"{var}.only_on",
+                f"{model.name}: no inference machine in {model.only_on} runs {', '.join(model.backends)}",
+            )
+        return Problem(
+            "all", f"{var}.backends", f"{model.name}: no inference machine runs {', '.join(model.backends)}"
+        )
     size = ".vram_gb" if model.vram_gb is not None else ".parameters_b"
     if need > max(n.vram_gb for n in allowed) + EPSILON:
         variable = var + size  # too large for any allowed machine
@@ -335,13 +391,38 @@ def problems(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
                 yield Problem(
                     "all", f"labctl_models[{index}].only_on", f"{model.name}: '{name}' is no group or machine"
                 )
-    yield from plan(lab, settings).problems
+    placement = plan(lab, settings)
+    yield from placement.problems
+    index_of = {m.name: i for i, m in enumerate(models)}
+    for d in placement.deployments:
+        if d.backend == "llamacpp" and not GGUF_SOURCE.match(d.source):
+            yield Problem(
+                d.node,
+                f"labctl_models[{index_of[d.model]}].source.llamacpp",
+                f"{d.model}: llama.cpp serves it on {d.node}; give its GGUF file, an absolute path on "
+                "the workstation or an https:// URL (optionally ending in #sha256=<hex>)",
+            )
+
+
+def file_name(model: str, suffix: str) -> str:
+    """The file a model's weights have on a machine: its name with every character outside
+    [A-Za-z0-9._-] replaced (llama3.1:8b -> llama3.1-8b.gguf)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", model) + suffix
 
 
 def host_models(lab: Lab, host: str, backend: str | None = None) -> list[Deployment]:
-    """The model copies placed on one machine (of one backend): what its inference stack serves."""
+    """The model copies placed on one machine that one backend's stack serves there (all of them
+    without a backend).
+
+    A machine with `labctl_inference_standin` set (the simulated lab's machines, which have no
+    GPU) serves every copy placed on it with that backend, and nothing with the others."""
     anchor = lab.anchor
     if anchor is None:
         return []
-    placement = plan(lab, schema.platform(lab, anchor))
-    return [d for d in placement.on(host) if backend in (None, d.backend)]
+    placed = plan(lab, schema.platform(lab, anchor)).on(host)
+    standin = lab.var(host, "labctl_inference_standin", None)
+    if backend is None:
+        return placed
+    if standin:
+        return placed if backend == standin else []
+    return [d for d in placed if d.backend == backend]

@@ -186,6 +186,9 @@ SecretName = Annotated[StrictStr, _matches(NAME, "a variable name")]
 ImageChoice = Name | dict[Literal["default", "nvidia", "amd"], Name]
 
 
+Backend = Literal["ollama", "vllm", "llamacpp"]
+
+
 class ServiceSpec(Strict):
     description: Text
     tier: Name
@@ -200,9 +203,10 @@ class ServiceSpec(Strict):
     alias: HostName | None = None
     consumes: list[Name] = []
     gpu: Toggle = False
+    # An inference engine: it runs on a machine only where labctl plan places models it serves.
+    serves: Backend | None = None
 
 
-Backend = Literal["ollama", "vllm", "llamacpp"]
 # Weight formats labctl can size (labctl.models.BITS_PER_WEIGHT): GGUF quantizations (Ollama,
 # llama.cpp) and the checkpoint formats vLLM loads.
 Quantization = Literal[
@@ -253,6 +257,18 @@ class Gpu(Strict):
         "render",
     ]
     env: dict[Annotated[StrictStr, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], StrictStr] = {}
+
+
+class Inference(Strict):
+    """An inference machine's own settings besides its GPU (host_vars)."""
+
+    # Memory the models may use on a machine without a GPU (llama.cpp on the CPU).
+    inference_memory_gb: Size | None = None
+    # Serve every model placed here with this backend instead (the simulated lab: no GPU).
+    labctl_inference_standin: Backend | None = None
+
+
+INFERENCE_VARS = tuple(Inference.model_fields)
 
 
 MAX_TIERS = 8  # playbooks/deploy.yml has a play for each of up to eight tiers
@@ -367,6 +383,15 @@ def check_host(lab: Lab, host: str) -> list[Problem]:
             Gpu.model_validate(gpu)
         except ValidationError as exc:
             problems.extend(errors_of(exc, host, "gpu"))
+    inference = _defined(lab, host, INFERENCE_VARS)
+    try:
+        Inference.model_validate(inference)
+    except ValidationError as exc:
+        problems.extend(errors_of(exc, host))
+    if inference.get("inference_memory_gb") is not None and gpu is not lab.missing:
+        problems.append(
+            Problem(host, "inference_memory_gb", "is for machines without a GPU; this one declares `gpu`")
+        )
     services = lab.var(host, "labctl_services", {})
     for name in services if isinstance(services, dict) else {}:
         value = lab.var(host, f"{name}_enabled", lab.missing)

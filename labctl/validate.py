@@ -231,9 +231,13 @@ def _gpus(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
     for host in lab.hosts_in("inference"):
         gpu = lab.var(host, "gpu", None)
         if not isinstance(gpu, dict):
-            yield Problem(
-                host, "gpu", "inference nodes must declare their GPU (vendor, model, vram_gb, count)"
-            )
+            if lab.var(host, "inference_memory_gb", None) is None:
+                yield Problem(
+                    host,
+                    "gpu",
+                    "inference nodes must declare their GPU (vendor, model, vram_gb, count), or, "
+                    "without one, inference_memory_gb (llama.cpp on the CPU)",
+                )
             continue
         vendor = gpu.get("vendor")
         if vendor not in vendors:

@@ -193,10 +193,18 @@ def labctl_host_models(
     return [asdict(d) for d in models.host_models(_lab(hostvars, groups), host, backend)]
 
 
+def labctl_model_files(deployments: Sequence[Mapping[str, Any]], suffix: str) -> list[dict[str, Any]]:
+    """Each model copy with `file`: the name its weights have on the machine."""
+    from labctl.models import file_name
+
+    return [{**d, "file": file_name(str(d["model"]), suffix)} for d in deployments]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "labctl_host_models": labctl_host_models,
+            "labctl_model_files": labctl_model_files,
             "labctl_gpu_query": labctl_gpu_query,
             "labctl_gpu_check": labctl_gpu_check,
             "labctl_catalog": labctl_catalog,

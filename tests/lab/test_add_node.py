@@ -1,8 +1,10 @@
 """Adding a machine is one inventory entry and one command: `labctl deploy <it>` also refreshes
-what every other machine derives from the inventory."""
+what every other machine derives from the inventory, its models included: the plan places copies
+on the new GPU machine, it serves them, and a copy the plan moved there leaves its old machine."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -10,6 +12,7 @@ import yaml
 
 from tests.conftest import lab_group
 from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json
+from tests.lab.test_llamacpp import call, chat
 
 
 @pytest.fixture
@@ -34,7 +37,8 @@ def eleventh_machine(tmp_path):
         down = labctl("sim", "up")  # back to the real inventory: eris is removed
         assert down.returncode == 0, down.stderr
         assert "eris removed" in " ".join(down.stderr.split())
-        rc, result = labctl_json("--sim", "deploy", "erebus")  # ...and forgotten everywhere
+        # ...and forgotten everywhere; the inference machines take back the copies it had.
+        rc, result = labctl_json("--sim", "deploy", "inference")
         assert rc == 0, result
 
 
@@ -51,3 +55,19 @@ def test_a_new_machine_is_resolved_by_every_machine_after_one_deploy(eleventh_ma
     rc, health = labctl_json("--sim", "health", "all")
     assert rc == 0, health
     assert health["hosts"]["eris"]["status"] == "healthy"
+    # The models: the new machine serves what the plan now places there, and every inference
+    # machine serves exactly its share of the new plan (nothing left behind where a copy moved).
+    rc, plan = labctl_json("--sim", "plan")
+    assert rc == 0, plan
+    placed: dict[str, set[str]] = {}
+    for d in plan["deployments"]:
+        placed.setdefault(d["node"], set()).add(d["model"])
+    assert placed.get(eleventh_machine), "the plan gives the new GPU machine no model"
+    for model in placed[eleventh_machine]:
+        status, body = call(f"http://{address}:8080/v1/chat/completions", chat(model))
+        assert status == 200, (model, body)
+    for node, models in placed.items():
+        node_address = overlay["all"]["hosts"][node]["lab_address"]
+        status, body = call(f"http://{node_address}:8080/v1/models")
+        assert status == 200, (node, body)
+        assert {a for m in json.loads(body)["data"] for a in m["aliases"]} == models, node

@@ -1,5 +1,6 @@
-"""Inference stacks rendered for every GPU machine of the real inventory (NVIDIA, AMD ROCm), checked
-by `docker compose config` and the hardening rules: what the simulated lab cannot run (no GPU)."""
+"""Inference stacks rendered for every GPU machine of the real inventory (NVIDIA, AMD ROCm) and for
+a machine without a GPU (llama.cpp on the CPU), checked by `docker compose config` and the
+hardening rules: the production renderings the simulated lab does not run (no GPU)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_playbook
+from tests.conftest import ROOT, lab_group, run_playbook
 from tests.hardening import problems
 
 MACHINES = ["orpheus", "kratos", "nyx", "hades"]
 
 
-def render(copy, tmp_path: Path, role: str) -> dict[str, dict]:
+def render(copy, tmp_path: Path, role: str, machines: list[str] = MACHINES) -> dict[str, dict]:
     """Each machine's compose file for `role`, rendered by Ansible from the inventory copy."""
     playbook = tmp_path / "render.yml"
     out = tmp_path / "out"
@@ -32,7 +33,7 @@ def render(copy, tmp_path: Path, role: str) -> dict[str, dict]:
             [
                 {
                     "name": "Render",
-                    "hosts": ",".join(MACHINES),
+                    "hosts": ",".join(machines),
                     "connection": "local",
                     "gather_facts": False,
                     "vars": {
@@ -58,7 +59,7 @@ def render(copy, tmp_path: Path, role: str) -> dict[str, dict]:
     )
     proc = run_playbook("-i", str(copy.dir), str(playbook), env={**copy.env, "ANSIBLE_STRATEGY": "linear"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    return {m: yaml.safe_load((out / f"{m}.yaml").read_text()) for m in MACHINES}
+    return {m: yaml.safe_load((out / f"{m}.yaml").read_text()) for m in machines}
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (compose config)")
@@ -84,3 +85,44 @@ def test_ollama_renders_per_vendor_and_passes_compose_config(inventory_copy, tmp
     # labctl plan puts two models on hades: both may stay loaded.
     assert amd["environment"]["OLLAMA_MAX_LOADED_MODELS"] == "2"
     assert json.dumps(amd).count("11434") >= 1
+
+
+def compose_config_ok(path: Path, data: dict) -> None:
+    path.write_text(yaml.safe_dump(data))
+    check = subprocess.run(
+        ["docker", "compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (compose config)")
+def test_llamacpp_renders_for_a_machine_without_a_gpu(inventory_copy, tmp_path):
+    """One inventory entry for a CPU machine and a GGUF model for it: the upstream CPU server
+    image, no GPU devices, the router over the placed model, hardened."""
+    inventory_copy.edit(
+        "hosts.yml",
+        lambda d: (
+            lab_group(d, "inference").setdefault("hosts", {}).update(ceres={"lab_address": "192.168.50.25"})
+        ),
+    )
+    (inventory_copy.dir / "host_vars" / "ceres.yml").write_text("inference_memory_gb: 16\n")
+    inventory_copy.edit(
+        "group_vars/all/models.yml",
+        lambda d: d["labctl_models"].append(
+            {
+                "name": "qwen2.5:0.5b",
+                "backends": ["ollama", "llamacpp"],
+                "source": {"llamacpp": "/srv/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"},
+                "parameters_b": 0.5,
+                "only_on": ["ceres"],
+            }
+        ),
+    )
+    data = render(inventory_copy, tmp_path, "llamacpp", ["ceres"])["ceres"]
+    service = data["services"]["llamacpp"]
+    assert problems("llamacpp", service, {"192.168.50.25"}) == []
+    assert service["image"] == "ghcr.io/ggml-org/llama.cpp:server-b11312"
+    assert "deploy" not in service and "devices" not in service
+    assert service["command"][service["command"].index("--models-max") + 1] == "1"
+    assert service["ports"] == ["192.168.50.25:8080:8080"]
+    compose_config_ok(tmp_path / "ceres.yaml", data)

@@ -281,3 +281,90 @@ def test_labctl_plan_names_a_malformed_model_instead_of_crashing(inventory_copy)
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "labctl_models[0].quantization" in " ".join(result.output.split())
+
+
+# --- machines without a GPU (llama.cpp on the CPU) and the simulated lab's stand-in --------------
+
+
+def cpu(name, memory):
+    return models.Node(name, models.CPU, "CPU (system memory)", 1, float(memory), ("inference",))
+
+
+def test_a_cpu_machine_gets_only_models_llamacpp_serves_and_serves_them_with_it():
+    plan = models.place(
+        [
+            spec(name="big", vram_gb=8, backends=["ollama"]),
+            spec(name="small", vram_gb=2, backends=["ollama", "llamacpp"], source={"llamacpp": "/m/s.gguf"}),
+        ],
+        [cpu("ceres", 16)],
+    )
+    assert [(d.model, d.node, d.backend, d.source) for d in plan.deployments] == [
+        ("small", "ceres", "llamacpp", "/m/s.gguf")
+    ]
+    [problem] = plan.problems
+    assert (
+        problem.variable == "labctl_models[0].backends"
+        and "no inference machine runs ollama" in problem.message
+    )
+
+
+def test_a_model_goes_to_a_gpu_with_its_preferred_backend_and_to_a_cpu_with_llamacpp():
+    plan = models.place(
+        [spec(name="m", vram_gb=4, backends=["ollama", "llamacpp"], replicas=2)],
+        [node("gpu", 24), cpu("ceres", 16)],
+    )
+    assert {(d.node, d.backend) for d in plan.deployments} == {("gpu", "ollama"), ("ceres", "llamacpp")}
+
+
+def test_an_explicit_placement_on_a_machine_that_runs_none_of_the_backends_is_named():
+    plan = models.place([spec(name="m", vram_gb=4, hosts=["ceres"])], [cpu("ceres", 16)])
+    [problem] = plan.problems
+    assert (problem.host, problem.variable) == ("ceres", "labctl_models[0].hosts")
+    assert "runs llamacpp, none of the model's backends (ollama)" in problem.message
+
+
+def _with_cpu_machine(inventory_copy, source):
+    inventory_copy.edit(
+        "hosts.yml",
+        lambda d: (
+            lab_group(d, "inference").setdefault("hosts", {}).update(ceres={"lab_address": "192.168.50.25"})
+        ),
+    )
+    (inventory_copy.dir / "host_vars" / "ceres.yml").write_text("inference_memory_gb: 16\n")
+    model = {"name": "tiny", "backends": ["llamacpp"], "vram_gb": 1, "hosts": ["ceres"]}
+    if source is not None:
+        model["source"] = {"llamacpp": source}
+    inventory_copy.edit("group_vars/all/models.yml", lambda d: d["labctl_models"].append(model))
+    return inventory_copy.load()
+
+
+@pytest.mark.parametrize("source", [None, "models/tiny.gguf", "http://example.org/tiny.gguf"])
+def test_a_gguf_model_without_a_usable_source_is_refused(inventory_copy, source):
+    problems = validate(_with_cpu_machine(inventory_copy, source))
+    assert [(p.host, p.variable) for p in problems] == [("ceres", "labctl_models[4].source.llamacpp")]
+
+
+def test_a_cpu_machine_with_a_gguf_model_validates(inventory_copy):
+    lab = _with_cpu_machine(inventory_copy, "https://example.org/tiny.gguf#sha256=" + "a" * 64)
+    assert validate(lab) == []
+    assert [d.model for d in models.host_models(lab, "ceres", "llamacpp")] == ["tiny"]
+
+
+def test_memory_for_models_is_only_for_machines_without_a_gpu(inventory_copy):
+    inventory_copy.edit("host_vars/nyx.yml", lambda d: d.update(inference_memory_gb=16))
+    problems = validate(inventory_copy.load())
+    assert [(p.host, p.variable) for p in problems] == [("nyx", "inference_memory_gb")]
+
+
+def test_a_stand_in_engine_serves_every_copy_placed_on_its_machine(inventory_copy):
+    inventory_copy.edit("host_vars/nyx.yml", lambda d: d.update(labctl_inference_standin="llamacpp"))
+    lab = inventory_copy.load()
+    everything = [d.model for d in models.host_models(lab, "nyx")]
+    assert everything and [d.model for d in models.host_models(lab, "nyx", "llamacpp")] == everything
+    assert models.host_models(lab, "nyx", "ollama") == []
+    assert models.host_models(lab, "kratos", "llamacpp") == []  # kratos has no stand-in
+
+
+def test_model_file_names_are_safe_on_every_filesystem():
+    assert models.file_name("llama3.1:8b", ".gguf") == "llama3.1-8b.gguf"
+    assert models.file_name("org/Model Name:Q4", ".gguf") == "org-Model-Name-Q4.gguf"
