@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -249,15 +250,25 @@ def init(
     rotate: Annotated[
         list[str] | None, typer.Option("--rotate", help="Generate this secret anew (repeatable).")
     ] = None,
+    given: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Store a secret you provide (an API token), read from the terminal without echo or "
+            "from standard input (repeatable on a terminal).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     sim: SimOpt = False,
 ) -> None:
     """Generate every secret the catalog declares into the inventory's ansible-vault file.
 
-    Existing secrets are kept; `--rotate NAME` replaces one and names the stacks to redeploy. The
-    vault password is created on first use (see `labctl/vault.py` for where it lives)."""
+    Existing secrets are kept; `--rotate NAME` replaces one and names the stacks to redeploy.
+    Secrets you provide (catalog form `provided`, such as a Hugging Face token) stay empty until
+    `--set NAME`. The vault password is created on first use (see `labctl/vault.py` for where it
+    lives)."""
     target = _target(_root(), sim)
-    changes, created = _init(target, rotate or [])
+    changes, created = _init(target, rotate or [], _provided(given or []))
     if as_json:
         print(json.dumps({"vault": str(target.vault_file), "changes": [asdict(c) for c in changes]}))
         return
@@ -282,11 +293,25 @@ def init(
         )
 
 
-def _init(target: project.Target, rotate: list[str]) -> tuple[list[vault_lib.Change], Path | None]:
+def _provided(names: list[str]) -> dict[str, str]:
+    """The values of secrets the owner gives: typed without echo, or one value on standard input."""
+    if not names:
+        return {}
+    if not sys.stdin.isatty():
+        if len(names) > 1:
+            raise _fail("give one --set NAME at a time when the value comes on standard input")
+        return {names[0]: sys.stdin.read().strip()}
+    return {name: typer.prompt(f"{name}", hide_input=True) for name in names}
+
+
+def _init(
+    target: project.Target, rotate: list[str], provided: dict[str, str] | None = None
+) -> tuple[list[vault_lib.Change], Path | None]:
     lab = _checked_lab(target, secrets=False)
     try:
         password, created = vault_lib.ensure_password(target.env)
-        return vault_lib.init(target.vault_file, catalog.declared_secrets(lab), password, rotate), created
+        declared = catalog.declared_secrets(lab)
+        return vault_lib.init(target.vault_file, declared, password, rotate, provided), created
     except vault_lib.VaultError as exc:
         raise _fail(str(exc)) from exc
 

@@ -69,6 +69,8 @@ VENDOR_BACKENDS: dict[str, tuple[schema.Backend, ...]] = {
 CPU = "cpu"
 # Where llama.cpp's GGUF file comes from: a path on the workstation, or a URL to download.
 GGUF_SOURCE = re.compile(r"^(/\S+|https://\S+)$")
+# Where vLLM's checkpoint comes from: a Hugging Face repository, or a path on the machine.
+HF_SOURCE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*|/\S+)$")
 
 
 def estimate_vram_gb(parameters_b: float, quantization: str, context: int) -> float:
@@ -394,13 +396,31 @@ def problems(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
     placement = plan(lab, settings)
     yield from placement.problems
     index_of = {m.name: i for i, m in enumerate(models)}
+    vllm_hosts: dict[str, list[str]] = {}
     for d in placement.deployments:
+        if d.backend == "vllm":
+            vllm_hosts.setdefault(d.node, []).append(d.model)
+            if not HF_SOURCE.match(d.source):
+                yield Problem(
+                    d.node,
+                    f"labctl_models[{index_of[d.model]}].source.vllm",
+                    f"{d.model}: vLLM serves it on {d.node}; give its Hugging Face repository "
+                    "(org/name) or an absolute path to a checkpoint",
+                )
         if d.backend == "llamacpp" and not GGUF_SOURCE.match(d.source):
             yield Problem(
                 d.node,
                 f"labctl_models[{index_of[d.model]}].source.llamacpp",
                 f"{d.model}: llama.cpp serves it on {d.node}; give its GGUF file, an absolute path on "
                 "the workstation or an https:// URL (optionally ending in #sha256=<hex>)",
+            )
+    for host, names in vllm_hosts.items():
+        if len(names) > 1:
+            yield Problem(
+                host,
+                "labctl_models",
+                f"vLLM serves one model per machine; the plan gives {host} {', '.join(names)} "
+                "(place the others elsewhere, or let Ollama serve them)",
             )
 
 

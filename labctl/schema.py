@@ -175,9 +175,10 @@ class Health(Strict):
 
 
 class SecretSpec(Strict):
-    """A secret the service needs; `labctl init` generates it into the vault in this form."""
+    """A secret the service needs; `labctl init` generates it into the vault in this form, or,
+    `provided`, keeps it empty until the owner sets it (`labctl init --set NAME`: an API token)."""
 
-    form: Literal["password", "hex", "token"] = "password"
+    form: Literal["password", "hex", "token", "provided"] = "password"
     length: Annotated[StrictInt, Field(ge=16, le=128)] = 32
     prefix: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{0,8}$")] = ""
 

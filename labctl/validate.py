@@ -207,6 +207,8 @@ def _secrets(lab: Lab, decrypted: bool = False) -> Iterator[Problem]:
                 if decrypted:
                     yield Problem(inst.host, secret, UNREADABLE_SECRET)
                 continue
+            if value == "" and inst.secrets[secret].get("form") == "provided":
+                continue  # one the owner gives, optional until then (`labctl init --set NAME`)
             if value is None or str(value).strip().lower() in SECRET_PLACEHOLDERS:
                 yield Problem(
                     inst.host,

@@ -76,6 +76,14 @@ def box_of(name: str) -> Any:
     return testinfra.get_host(f"docker://labsim-{name}")
 
 
+def resolve(name: str, on: str) -> tuple[str, str]:
+    """(IPv4 address, canonical name) of `name` as machine `on` resolves it (its resolver: files,
+    then DNS). IPv4 only: the simulated machines' DNS (the engine's, on an internal network)
+    answers an IPv6 query only after a 10 s timeout."""
+    first = box_of(on).check_output(f"getent ahostsv4 {name}").splitlines()[0].split()
+    return first[0], first[-1]
+
+
 def sim_secret(name: str) -> str:
     from labctl import vault
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import lab_group
-from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json
+from tests.lab.conftest import ROOT, SIM_INVENTORY, labctl, labctl_json, resolve
 from tests.lab.test_llamacpp import call, chat
 
 
@@ -50,8 +50,7 @@ def test_a_new_machine_is_resolved_by_every_machine_after_one_deploy(eleventh_ma
     address = overlay["all"]["hosts"]["eris"]["lab_address"]
     assert address == "10.213.0.24", "the new machine keeps the host part of its real address"
     for m in [*machines, type(machines[0])("eris", "labsim-eris", address)]:
-        resolved = box_of(m.name).check_output("getent hosts eris.home.arpa").split()
-        assert resolved[:2] == [address, "eris.home.arpa"], m.name
+        assert resolve("eris.home.arpa", on=m.name) == (address, "eris.home.arpa"), m.name
     rc, health = labctl_json("--sim", "health", "all")
     assert rc == 0, health
     assert health["hosts"]["eris"]["status"] == "healthy"

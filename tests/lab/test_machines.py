@@ -7,7 +7,7 @@ import json
 import yaml
 
 from tests.hardening import problems
-from tests.lab.conftest import box_of
+from tests.lab.conftest import box_of, resolve
 
 
 def test_hostname_is_the_inventory_name(box, machine):
@@ -97,5 +97,4 @@ def test_etc_hosts_block_is_identical_and_complete(machines):
         assert f"{m.address}\t{m.name}.home.arpa {m.name}" in block
     erebus = next(m for m in machines if m.name == "erebus")
     assert f"{erebus.address}\terebus.home.arpa erebus redis.home.arpa" in block
-    box = box_of(machines[0].name)
-    assert box.check_output("getent hosts redis.home.arpa").split()[0] == erebus.address
+    assert resolve("redis.home.arpa", on=machines[0].name) == (erebus.address, "erebus.home.arpa")

@@ -142,7 +142,8 @@ def test_domain_change_flows_everywhere(inventory_copy):
 
 def test_declared_secrets_and_who_uses_them(inventory_copy):
     assert catalog.declared_secrets(inventory_copy.load()) == {
-        "redis_password": {"form": "password", "length": 32, "prefix": "", "services": ["redis"]}
+        "redis_password": {"form": "password", "length": 32, "prefix": "", "services": ["redis"]},
+        "hf_token": {"form": "provided", "length": 32, "prefix": "", "services": ["vllm"]},
     }
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from labctl.cli import app, state
-from tests.conftest import ROOT
+from tests.conftest import ROOT, VAULT_PASSWORD
 
 LABCTL = str(Path(sys.executable).parent / "labctl")
 
@@ -129,11 +129,12 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
     first = run(inventory_copy, "init", "--json")
     assert first.exit_code == 0, first.output
     assert [(c["name"], c["action"]) for c in json.loads(first.stdout)["changes"]] == [
-        ("redis_password", "generated")
+        ("hf_token", "empty"),  # given by the owner (vLLM's gated models), optional until then
+        ("redis_password", "generated"),
     ]
     assert run(inventory_copy, "validate").exit_code == 0
     again = run(inventory_copy, "init", "--json")
-    assert [c["action"] for c in json.loads(again.stdout)["changes"]] == ["kept"]
+    assert [c["action"] for c in json.loads(again.stdout)["changes"]] == ["empty", "kept"]
     rotated = run(inventory_copy, "init", "--rotate", "redis_password")
     assert rotated.exit_code == 0
     assert "redeploy to apply: redis on erebus" in flat(rotated.stdout)
@@ -243,3 +244,20 @@ def test_an_inventory_file_takes_the_vault_beside_it(inventory_copy):
         app, ["--inventory", str(inventory_copy.hosts_file), "validate", "--json"], env=inventory_copy.env
     )
     assert result.exit_code == 0, result.output
+
+
+def test_init_set_stores_a_token_from_standard_input_encrypted(inventory_copy):
+    from labctl import vault
+
+    result = CliRunner().invoke(
+        app,
+        ["--inventory", str(inventory_copy.dir), "init", "--set", "hf_token", "--json"],
+        env=inventory_copy.env,
+        input="hf_secretvalue123\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert {c["name"]: c["action"] for c in json.loads(result.stdout)["changes"]}["hf_token"] == "set"
+    assert "hf_secretvalue123" not in inventory_copy.vault_file.read_text()
+    assert vault.read(inventory_copy.vault_file, VAULT_PASSWORD)["hf_token"] == "hf_secretvalue123"
+    refused = run(inventory_copy, "init", "--set", "redis_password")
+    assert refused.exit_code == 2 and "--rotate redis_password" in flat(refused.output)

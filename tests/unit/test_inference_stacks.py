@@ -126,3 +126,80 @@ def test_llamacpp_renders_for_a_machine_without_a_gpu(inventory_copy, tmp_path):
     assert service["command"][service["command"].index("--models-max") + 1] == "1"
     assert service["ports"] == ["192.168.50.25:8080:8080"]
     compose_config_ok(tmp_path / "ceres.yaml", data)
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (compose config)")
+def test_vllm_renders_per_vendor_with_the_plan_share_and_the_vault_token(inventory_copy, tmp_path):
+    """A vLLM model on an NVIDIA machine and one on the two-card AMD machine: the CUDA or ROCm
+    image, tensor parallel over the cards, the model's share of their memory, the HF token only
+    as a reference to the stack's .env."""
+    inventory_copy.edit(
+        "group_vars/all/models.yml",
+        lambda d: d["labctl_models"].extend(
+            [
+                {
+                    "name": "qwen2.5:3b-instruct",
+                    "backends": ["vllm"],
+                    "source": {"vllm": "Qwen/Qwen2.5-3B-Instruct"},
+                    "vram_gb": 6,
+                    "context": 16384,
+                    "hosts": ["kratos"],
+                },
+                {
+                    "name": "qwen2.5:0.5b-instruct",
+                    "backends": ["vllm"],
+                    "source": {"vllm": "Qwen/Qwen2.5-0.5B-Instruct"},
+                    "vram_gb": 2,
+                    "hosts": ["hades"],
+                },
+            ]
+        ),
+    )
+    files = render(inventory_copy, tmp_path, "vllm", ["kratos", "hades"])
+    for machine, data in files.items():
+        service = data["services"]["vllm"]
+        assert problems("vllm", service, {"192.168.50.21", "192.168.50.23"}) == []
+        assert service["environment"]["HF_TOKEN"] == "${HF_TOKEN}"
+        compose_config_ok(tmp_path / f"{machine}.yaml", data)
+    nvidia = files["kratos"]["services"]["vllm"]
+    assert nvidia["image"] == "docker.io/vllm/vllm-openai:v0.11.0"
+    assert nvidia["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    args = nvidia["command"]
+    assert args[args.index("--model") + 1] == "Qwen/Qwen2.5-3B-Instruct"
+    assert args[args.index("--served-model-name") + 1] == "qwen2.5:3b-instruct"
+    assert args[args.index("--tensor-parallel-size") + 1] == "1"
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.25"  # 6 of 24 GiB
+    assert args[args.index("--max-model-len") + 1] == "16384"
+    amd = files["hades"]["services"]["vllm"]
+    assert amd["image"].startswith("docker.io/rocm/vllm:") and amd["devices"] == ["/dev/kfd", "/dev/dri"]
+    args = amd["command"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.05"  # 2 of 2 x 24 GiB, rounded up
+
+
+def test_vllm_serves_one_model_per_machine_and_needs_a_checkpoint(inventory_copy):
+    from labctl.validate import validate
+
+    inventory_copy.edit(
+        "group_vars/all/models.yml",
+        lambda d: d["labctl_models"].extend(
+            [
+                {
+                    "name": "a",
+                    "backends": ["vllm"],
+                    "source": {"vllm": "org/a"},
+                    "vram_gb": 1,
+                    "hosts": ["kratos"],
+                },
+                {
+                    "name": "b",
+                    "backends": ["vllm"],
+                    "source": {"vllm": "not a repo"},
+                    "vram_gb": 1,
+                    "hosts": ["kratos"],
+                },
+            ]
+        ),
+    )
+    found = {(p.host, p.variable) for p in validate(inventory_copy.load())}
+    assert found == {("kratos", "labctl_models[5].source.vllm"), ("kratos", "labctl_models")}

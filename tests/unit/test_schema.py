@@ -184,7 +184,7 @@ def _locations() -> list[tuple[str, tuple[Any, ...], Any]]:
 
 LOCATIONS = _locations()
 # Keys whose value may be absent, so null is a correct way to leave them unset.
-MAY_BE_NULL = {"alias", "tag", "digest", "metrics"}
+MAY_BE_NULL = {"alias", "tag", "digest", "metrics", "image", "serves", "ansible_host"}
 
 
 def _wrong(original: Any) -> st.SearchStrategy[Any]:

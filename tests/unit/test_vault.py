@@ -133,3 +133,35 @@ def test_ansible_reads_the_password_through_the_script(tmp_path):
     empty = {**env, "LABCTL_VAULT_PASSWORD_FILE": str(tmp_path / "empty")}
     broken = subprocess.run([script], capture_output=True, text=True, env=empty)
     assert broken.returncode != 0 and "empty" in broken.stderr
+
+
+PROVIDED = {**DECLARED, "hf_token": {"form": "provided", "length": 32, "services": ["vllm"]}}
+
+
+def test_a_provided_secret_stays_empty_until_set_and_is_then_kept(tmp_path):
+    path = tmp_path / "vault.yml"
+    changes = vault.init(path, PROVIDED, "pw")
+    assert {c.name: c.action for c in changes}["hf_token"] == "empty"
+    assert vault.read(path, "pw")["hf_token"] == ""
+    text = path.read_text()
+    assert {c.name: c.action for c in vault.init(path, PROVIDED, "pw")}["hf_token"] == "empty"
+    assert path.read_text() == text, "nothing to write when nothing changed"
+    before = vault.read(path, "pw")
+    changes = vault.init(path, PROVIDED, "pw", provided={"hf_token": "hf_abcdefghijklmnop"})
+    assert {c.name: c.action for c in changes}["hf_token"] == "set"
+    after = vault.read(path, "pw")
+    assert after["hf_token"] == "hf_abcdefghijklmnop" and "hf_abcdefghijklmnop" not in path.read_text()
+    assert {k: v for k, v in after.items() if k != "hf_token"} == {
+        k: v for k, v in before.items() if k != "hf_token"
+    }
+    assert {c.name: c.action for c in vault.init(path, PROVIDED, "pw")}["hf_token"] == "kept"
+
+
+def test_a_provided_secret_is_set_not_rotated_and_a_generated_one_is_rotated_not_set(tmp_path):
+    path = tmp_path / "vault.yml"
+    with pytest.raises(vault.VaultError, match="set it with --set hf_token"):
+        vault.init(path, PROVIDED, "pw", rotate=["hf_token"])
+    with pytest.raises(vault.VaultError, match="replace it with --rotate redis_password"):
+        vault.init(path, PROVIDED, "pw", provided={"redis_password": "mine"})
+    with pytest.raises(vault.VaultError, match="no secret named nope"):
+        vault.init(path, PROVIDED, "pw", provided={"nope": "x"})
