@@ -712,7 +712,7 @@ def sim_up(as_json: JsonOpt = False) -> None:
     """Build the images (cached) and start the simulated machines; write their inventory and secrets.
 
     A stopped machine is started as it is (its disk is kept); a machine is recreated only when the
-    machine image changed, and then named."""
+    machine image or settings changed, and then named."""
     result = _sim_playbook({"sim_lab_state": "present"}, as_json, "labctl sim up")
     if result.succeeded:
         _sim_init(as_json)
@@ -722,8 +722,8 @@ def sim_up(as_json: JsonOpt = False) -> None:
     elif result.succeeded:
         for name in report.get("recreated", []):
             err.print(
-                f"[magenta]{name} recreated[/magenta] (its machine image changed): its files are gone; "
-                f"run `labctl --sim deploy {name}`"
+                f"[magenta]{name} recreated[/magenta] (its machine image or settings changed): its "
+                f"files are gone; run `labctl --sim deploy {name}`"
             )
         for name in report.get("removed", []):
             err.print(f"[magenta]{name} removed[/magenta]: the inventory no longer has it")
@@ -750,10 +750,16 @@ def sim_reset(
     from labctl import sim
 
     try:
-        known = [m.name for m in sim.machines(deep=False)]
-        names = known if target == "all" else [sim.machine(target).name]
+        known = [m.name for m in sim.machines(deep=False) if m.kind == "machine"]
+        chosen = None if target == "all" else sim.machine(target)
     except sim.SimError as exc:
         raise _fail(str(exc)) from exc
+    if chosen is not None and chosen.kind != "machine":
+        raise _fail(
+            f"{target} is the NAS stand-in, not a managed machine: reset reimages machines "
+            "(the NAS's disk goes with `labctl sim down`)"
+        )
+    names = known if chosen is None else [chosen.name]
     if not yes and not typer.confirm(f"Reimage {', '.join(names)}? Its files and data will be gone."):
         raise typer.Exit(1)
     result = _sim_playbook({"sim_lab_state": "present", "sim_lab_reset": names}, as_json, "labctl sim reset")

@@ -1,7 +1,8 @@
 """The simulated lab's machines as the Docker engine sees them, and faults on demand.
 
-Every command here acts only on containers labelled as simulated machines (io.labctl.sim=true);
-a name that is not one -- a real machine, the unsimulated NAS, any other container -- is refused.
+Every command here acts only on containers labelled as simulated machines (io.labctl.sim=true),
+the NAS stand-in included (kind "nas"); a name that is not one -- a real machine, any other
+container -- is refused.
 Waits are bounded. Building and starting the lab is the sim_lab role's job (`labctl sim up`).
 """
 
@@ -71,6 +72,7 @@ class Machine:
     image: str
     systemd: str
     docker: str
+    kind: str = "machine"  # or "nas": the NAS stand-in (an NFS server, no systemd or engine)
 
 
 def _docker(*argv: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -129,7 +131,9 @@ def machines(*, deep: bool = True) -> list[Machine]:
     configured = _configured()
     for info in _inspect_all():
         container = info["Name"].lstrip("/")
+        kind = info["Config"]["Labels"].get("io.labctl.kind", "machine")
         running = bool(info["State"]["Running"]) and not info["State"].get("Paused")
+        deep_here = deep and running and kind == "machine"
         result.append(
             Machine(
                 name=info["Config"]["Labels"].get("io.labctl.machine", container),
@@ -137,10 +141,11 @@ def machines(*, deep: bool = True) -> list[Machine]:
                 state="paused" if info["State"].get("Paused") else info["State"]["Status"],
                 address=_address(info, configured),
                 image=info["Config"]["Image"],
-                systemd=_exec(container, "systemctl", "is-system-running") if running and deep else "-",
+                systemd=_exec(container, "systemctl", "is-system-running") if deep_here else "-",
                 docker=_exec(container, "docker", "info", "--format", "{{.ServerVersion}}")
-                if running and deep
+                if deep_here
                 else "-",
+                kind=kind,
             )
         )
     return sorted(result, key=lambda m: m.name)
@@ -163,18 +168,29 @@ def _connected(info: dict[str, Any]) -> bool:
 
 def wait_for_ssh(address: str, timeout: float) -> float:
     """Seconds until the machine's SSH server accepts a connection; SimError after `timeout`."""
+    return _wait_for(address, 22, b"SSH-", "SSH", timeout)
+
+
+def _wait_for(address: str, port: int, banner: bytes, what: str, timeout: float) -> float:
     started = time.monotonic()
     while True:
         try:
-            with socket.create_connection((address, 22), timeout=2) as conn:
+            with socket.create_connection((address, port), timeout=2) as conn:
                 conn.settimeout(2)
-                if conn.recv(4).startswith(b"SSH-"):
+                if not banner or conn.recv(len(banner)).startswith(banner):
                     return time.monotonic() - started
         except OSError:
             pass
         if time.monotonic() - started > timeout:
-            raise SimError(f"no SSH answer from {address} within {timeout:.0f}s")
+            raise SimError(f"no {what} answer from {address} within {timeout:.0f}s")
         time.sleep(0.5)
+
+
+def _wait_answer(target: Machine, timeout: float) -> str:
+    """Wait for what the machine serves: SSH, or the NAS stand-in's NFS port."""
+    if target.kind == "nas":
+        return f"NFS answered after {_wait_for(target.address, 2049, b'', 'NFS', timeout):.1f}s"
+    return f"SSH answered after {wait_for_ssh(target.address, timeout):.1f}s"
 
 
 def act(action: str, name: str, *, timeout: float = 120) -> str:
@@ -207,8 +223,7 @@ def act(action: str, name: str, *, timeout: float = 120) -> str:
         if state["Running"]:
             return f"{name} is already running"
         _docker("start", container, timeout=60)
-        waited = wait_for_ssh(target.address, timeout)
-        return f"{name} started; SSH answered after {waited:.1f}s"
+        return f"{name} started; {_wait_answer(target, timeout)}"
     if action == "isolate":
         if not _connected(info):
             return f"{name} is already cut off"
@@ -221,7 +236,6 @@ def act(action: str, name: str, *, timeout: float = 120) -> str:
             "network", "connect", "--ip", target.address, settings()["sim_lab_network"], container, timeout=30
         )
         if state["Running"] and not state.get("Paused"):
-            waited = wait_for_ssh(target.address, timeout)
-            return f"{name} is back on the lab network; SSH answered after {waited:.1f}s"
+            return f"{name} is back on the lab network; {_wait_answer(target, timeout)}"
         return f"{name} is back on the lab network"
     raise SimError(f"unknown action '{action}'")

@@ -96,13 +96,16 @@ def test_a_paused_machine_answers_nothing_until_unpaused():
 
 @pytest.mark.parametrize("action", ["stop", "start", "kill", "pause", "unpause", "isolate", "rejoin"])
 def test_sim_commands_refuse_machines_that_are_not_simulated(action):
-    for name in ("truenas", "no-such-machine"):
+    for name in ("no-such-machine", "labctl-sim"):
         proc = labctl("sim", action, name)
         assert proc.returncode == 1
         assert "not a machine of the simulated lab" in " ".join(proc.stderr.split())
 
 
-def test_sim_reset_refuses_machines_that_are_not_simulated():
-    proc = labctl("sim", "reset", "truenas", "--yes")
+def test_sim_reset_refuses_what_it_cannot_reimage():
+    proc = labctl("sim", "reset", "no-such-machine", "--yes")
     assert proc.returncode == 2
     assert "not a machine of the simulated lab" in " ".join(proc.stderr.split())
+    proc = labctl("sim", "reset", "truenas", "--yes")
+    assert proc.returncode == 2
+    assert "is the NAS stand-in, not a managed machine" in " ".join(proc.stderr.split())

@@ -121,7 +121,8 @@ def test_the_deploy_names_no_service_role():
             include = task.get("ansible.builtin.include_role") or task.get("ansible.builtin.import_role")
             if include:
                 roles.add(include["name"])
-    assert roles == {"gpu_facts", "common", "docker", "stacks"}
+    # Machine plumbing only (no catalog service): the stacks come from the catalog via `stacks`.
+    assert roles == {"gpu_facts", "common", "docker", "nfs_client", "stacks"}
 
 
 RENDERED_ONLY = yaml.safe_load((ROOT / "roles" / "sim_lab" / "defaults" / "main.yml").read_text())[
