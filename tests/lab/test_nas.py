@@ -36,13 +36,13 @@ def test_the_nas_serves_the_simulated_model_over_nfs_to_the_lab():
 
 
 def test_a_machine_can_write_a_backup_to_the_nas():
+    # A new name each run: the NAS keeps its disk, and nfs-cp never overwrites.
+    stamp = str(time.time_ns())
+    remote = nfs_url(f"{EXPORTS['backups']}/mark-erebus-{stamp}.txt")
     box = box_of("erebus")
-    box.check_output("echo labctl > /tmp/mark.txt")
-    box.check_output(f"nfs-cp /tmp/mark.txt {nfs_url(EXPORTS['backups'] + '/mark-erebus.txt')!r}")
-    assert (
-        box_of("thanatos").check_output(f"nfs-cat {nfs_url(EXPORTS['backups'] + '/mark-erebus.txt')!r}")
-        == "labctl"
-    )
+    box.check_output(f"echo {stamp} > /tmp/mark.txt")
+    box.check_output(f"nfs-cp /tmp/mark.txt {remote!r}")
+    assert box_of("thanatos").check_output(f"nfs-cat {remote!r}") == stamp
 
 
 @pytest.mark.parametrize("machine", ["erebus", "nyx", "local"])
