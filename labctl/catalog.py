@@ -98,9 +98,12 @@ def _gpu(lab: Lab, host: str, settings: schema.Platform) -> dict[str, Any] | Non
         "vendor": gpu.get("vendor"),
         "model": gpu.get("model"),
         "count": gpu.get("count", 1),
-        "groups": gpu.get("groups", ["video", "render"]),
+        # None: the groups that own the devices on the machine (gpu_rocm), else video and render.
+        "groups": gpu.get("groups"),
         "env": gpu.get("env", {}),
         "passthrough": passthrough,
+        # NVIDIA: the cards through CDI instead of the nvidia runtime (roles/gpu_nvidia).
+        "cdi": schema.toggle(lab.var(host, "gpu_nvidia_cdi", False)),
     }
 
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from labctl import __version__, catalog, project
+from labctl import gpu as gpu_lib
 from labctl import health as health_lib
 from labctl import inventory as inventory_loader
 from labctl import vault as vault_lib
@@ -581,6 +582,10 @@ def health(
                 name: {
                     "base_dir": lab.var(name, "labctl_base_dir"),
                     "endpoints": health_lib.endpoints(catalog.host_stacks(lab, name)),
+                    "gpu": gpu_lib.probe_spec(
+                        lab.var(name, "gpu", None),
+                        bool(lab.var(name, "gpu_facts_check", lab.var(name, "labctl_gpu_passthrough", True))),
+                    ),
                 }
                 for name in hosts
             },
@@ -591,7 +596,7 @@ def health(
     for name in hosts:
         host_result = result.hosts.get(name)
         probe = host_result.facts.get("labctl_health_probe") if host_result else None
-        report = health_lib.judge(probe, catalog.host_stacks(lab, name)) if probe else None
+        report = health_lib.judge(probe, catalog.host_stacks(lab, name), name) if probe else None
         if host_result is None or host_result.unreachable or not report:
             why = "; ".join(host_result.errors)[:300] if host_result else "did not run"
             reports[name] = {
@@ -603,6 +608,12 @@ def health(
             reports[name] = dict(report)
         if not reports[name]["ok"] and reports[name]["status"] != "unreachable":
             reports[name]["heal"] = f"{heal} {name}"
+            # A deploy stops at the GPU preflight while the driver does not answer: the driver first.
+            if any(c["check"] == "GPU" and not c["ok"] for c in reports[name]["checks"]):
+                reports[name]["heal_first"] = (
+                    "bring its GPU driver back (the vendor's tool must list the declared cards; "
+                    "often a reboot or a driver reinstall)"
+                )
     ok = all(r["ok"] for r in reports.values()) and not result.errors
     elapsed = time.perf_counter() - started
     if as_json:
@@ -627,7 +638,8 @@ def health(
     console.print(table)
     for name in hosts:
         if reports[name].get("heal"):
-            err.print(f"[magenta]{name}[/magenta]: heal with `{reports[name]['heal']}`")
+            first = f"{reports[name]['heal_first']}, then " if reports[name].get("heal_first") else ""
+            err.print(f"[magenta]{name}[/magenta]: {first}heal with `{reports[name]['heal']}`")
     for error in result.errors:
         err.print(f"[red]error:[/red] {error}")
     raise typer.Exit(0 if ok else 1)
@@ -816,5 +828,10 @@ for _action, _help in (
     ("unpause", "Let a frozen simulated machine run again."),
     ("isolate", "Cut a simulated machine off the lab network (it keeps running)."),
     ("rejoin", "Put an isolated simulated machine back on the lab network."),
+    (
+        "gpu-fail",
+        "Make a simulated GPU machine's driver stop answering (its tool fails as the real one does).",
+    ),
+    ("gpu-repair", "Let a simulated GPU machine's driver answer again (a power cycle does too)."),
 ):
     _fault(_action, _help)

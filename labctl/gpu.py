@@ -129,6 +129,11 @@ def parse_rocm_smi(text: str) -> list[Card]:
     return _listed("rocm-smi", cards)
 
 
+# The tools that report a vendor's cards, tried in order (amd-smi replaces rocm-smi in ROCm 6);
+# the gpu_facts role's gpu_facts_tools defaults to the same. ROCm installs them in /opt/rocm/bin.
+TOOLS = {"nvidia": ["nvidia-smi"], "amd": ["amd-smi", "rocm-smi"]}
+SEARCH_PATH = ["/opt/rocm/bin"]
+
 PARSERS = {"nvidia-smi": parse_nvidia_smi, "amd-smi": parse_amd_smi, "rocm-smi": parse_rocm_smi}
 QUERIES = {"nvidia-smi": NVIDIA_QUERY, "amd-smi": AMD_SMI_QUERY, "rocm-smi": ROCM_SMI_QUERY}
 # An integrated GPU beside the declared cards (AM5 boards list the iGPU with a small carve-out):
@@ -195,3 +200,12 @@ def check(host: str, declared: dict[str, Any], answers: list[dict[str, Any]]) ->
         return {"ok": False, "problems": [f"{host}: {exc}"], "cards": [], "tool": tool}
     problems, counted = compare(host, declared, cards)
     return {"ok": not problems, "problems": problems, "cards": [c.__dict__ for c in counted], "tool": tool}
+
+
+def probe_spec(declared: dict[str, Any] | None, enabled: bool) -> dict[str, Any] | None:
+    """What labctl health asks a GPU machine's probe to run: the declared cards and the vendor's
+    tools' queries. None for a machine without a GPU, or when the check is off."""
+    if not declared or not enabled:
+        return None
+    tools = TOOLS.get(str(declared.get("vendor")), [])
+    return {"declared": dict(declared), "tools": [QUERIES[t] for t in tools], "path": SEARCH_PATH}

@@ -7,7 +7,8 @@ are unit-tested and shared by the health playbook and the CLI. A machine is
               of its last deploy, and every container and endpoint of those stacks is well;
 - `drifted`   when what is on it is not what was deployed: no deploy mark (wiped, never deployed),
               a stack missing or left over, a stack file gone or changed by hand. A redeploy heals it;
-- `unhealthy` when it holds the right things but a container or endpoint is down;
+- `unhealthy` when it holds the right things but a container or endpoint is down, or its GPU
+              driver does not report the declared cards;
 - `unreachable` (decided by the caller) when it did not answer at all.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from labctl import gpu
 
 DRIFT, SERVICE, ENGINE = "drift", "service", "engine"
 
@@ -40,7 +43,22 @@ def _check(name: str, ok: bool, detail: str, kind: str) -> dict[str, Any]:
     return {"check": name, "ok": ok, "detail": detail, "kind": kind}
 
 
-def judge(observed: Mapping[str, Any], expected: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _gpu_check(host: str, seen: Mapping[str, Any]) -> dict[str, Any]:
+    """The driver's answer against the declared cards (the deploy's GPU preflight, again): a
+    driver that stopped answering, or a card gone, leaves the models placed there without one."""
+    declared = dict(seen.get("declared") or {})
+    verdict = gpu.check(host, declared, list(seen.get("answers") or []))
+    prefix = f"{host}: "
+    problems = [p[len(prefix) :] if p.startswith(prefix) else p for p in verdict["problems"]]
+    detail = "; ".join(problems) or (
+        f"{len(verdict['cards'])} x {declared.get('model')} as declared ({verdict['tool']})"
+    )
+    return _check("GPU", verdict["ok"], detail, SERVICE)
+
+
+def judge(
+    observed: Mapping[str, Any], expected: Sequence[Mapping[str, Any]], host: str = "this machine"
+) -> dict[str, Any]:
     """Checks for one machine from the probe's report and the catalog instances placed on it."""
     checks: list[dict[str, Any]] = []
     engine = observed.get("engine") or {}
@@ -104,6 +122,8 @@ def judge(observed: Mapping[str, Any], expected: Sequence[Mapping[str, Any]]) ->
                 f"HTTP {status} from {target}" if result.get("url") else f"accepts connections ({target})"
             )
         checks.append(_check(f"{result.get('service', '?')} endpoint", ok, detail, SERVICE))
+    if observed.get("gpu"):
+        checks.append(_gpu_check(host, observed["gpu"]))
     failing = {c["kind"] for c in checks if not c["ok"]}
     status = "drifted" if DRIFT in failing else "unhealthy" if failing else "healthy"
     return {"ok": not failing, "status": status, "checks": checks}

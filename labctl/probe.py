@@ -6,8 +6,8 @@ own python3 (standard library only), it prints one JSON document and judges noth
 It asks the Docker engine over its socket (no docker CLI: a probe of ten machines must take
 seconds, not tens of them) and reports the engine's answer, the deploy mark and the current
 checksum of every file the mark lists, the stack directories present, every compose container
-with its state and health, and the answer of each endpoint it was asked to probe (HTTP GET, or a
-TCP connect). labctl.health compares that with the catalog.
+with its state and health, the answer of each endpoint it was asked to probe (HTTP GET, or a
+TCP connect) and, on a GPU machine, what the driver's tool says. labctl.health compares that with the catalog.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import concurrent.futures
 import hashlib
 import http.client
 import json
+import os
 import socket
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -103,6 +105,25 @@ def _endpoint(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _gpu(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the vendor's tools in order until one answers (rc 127: not installed)."""
+    env = dict(os.environ)
+    env["PATH"] = ":".join([env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), *spec.get("path", [])])
+    answers = []
+    for argv in spec.get("tools") or []:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, env=env, check=False)
+            answer = {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+        except FileNotFoundError:
+            answer = {"rc": 127, "stdout": "", "stderr": f"{argv[0]}: not found"}
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            answer = {"rc": 124, "stdout": "", "stderr": f"{argv[0]}: {exc}"}
+        answers.append({"tool": argv[0], **answer})
+        if answer["rc"] == 0:
+            break
+    return {"declared": spec.get("declared") or {}, "answers": answers}
+
+
 def probe(args: dict[str, Any]) -> dict[str, Any]:
     base = str(args.get("base_dir", "/opt/ai-platform"))
     try:
@@ -131,6 +152,8 @@ def probe(args: dict[str, Any]) -> dict[str, Any]:
     endpoints = list(args.get("endpoints") or [])
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(16, len(endpoints)))) as pool:
         report["endpoints"] = list(pool.map(_endpoint, endpoints))
+    if args.get("gpu"):
+        report["gpu"] = _gpu(args["gpu"])
     return report
 
 

@@ -238,4 +238,33 @@ def act(action: str, name: str, *, timeout: float = 120) -> str:
         if state["Running"] and not state.get("Paused"):
             return f"{name} is back on the lab network; {_wait_answer(target, timeout)}"
         return f"{name} is back on the lab network"
+    if action in ("gpu-fail", "gpu-repair"):
+        return _gpu_driver(name, container, state, fail=action == "gpu-fail")
     raise SimError(f"unknown action '{action}'")
+
+
+# The GPU driver stand-in (sim/host/gpu-driver-standin): the cards a machine declares, and the
+# mark that makes its tool fail. The mark is in /run, so a power cycle brings the driver back.
+GPU_CARDS = "/etc/labctl-sim/gpu.json"
+GPU_FAILED = "/run/labctl-sim/gpu-failed"
+
+
+def _gpu_driver(name: str, container: str, state: dict[str, Any], *, fail: bool) -> str:
+    if not state["Running"] or state.get("Paused"):
+        raise SimError(f"{name} is not running: start it first (`labctl sim start {name}`)")
+    if _docker("exec", container, "test", "-f", GPU_CARDS, check=False).returncode != 0:
+        raise SimError(
+            f"{name} declares no GPU (host_vars/{name}.yml has no `gpu`): it has no driver to fail"
+        )
+    failed = _docker("exec", container, "test", "-e", GPU_FAILED, check=False).returncode == 0
+    if fail:
+        if failed:
+            return f"{name}'s GPU driver is already failing"
+        _docker("exec", container, "sh", "-c", f"mkdir -p {Path(GPU_FAILED).parent} && touch {GPU_FAILED}")
+        return (
+            f"{name}'s GPU driver stopped answering (until `labctl sim gpu-repair {name}` or a power cycle)"
+        )
+    if not failed:
+        return f"{name}'s GPU driver answers"
+    _docker("exec", container, "rm", "-f", GPU_FAILED)
+    return f"{name}'s GPU driver answers again"

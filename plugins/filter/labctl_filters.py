@@ -131,12 +131,19 @@ def labctl_inventory_problems(
 
 
 def labctl_health_report(
-    observed: Mapping[str, Any], expected: Sequence[Mapping[str, Any]]
+    observed: Mapping[str, Any], expected: Sequence[Mapping[str, Any]], host: str = "this machine"
 ) -> dict[str, Any]:
     """Judge one machine's health from what the health probe saw on it."""
     from labctl import health
 
-    return health.judge(observed, expected)
+    return health.judge(observed, expected, host)
+
+
+def labctl_health_gpu(declared: Mapping[str, Any] | None, enabled: bool) -> dict[str, Any] | None:
+    """What the health probe runs on a GPU machine (none without a GPU or with the check off)."""
+    from labctl import gpu
+
+    return gpu.probe_spec(dict(declared) if declared else None, bool(enabled))
 
 
 def labctl_health_endpoints(instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -216,5 +223,6 @@ class FilterModule:
             "labctl_inventory_problems": labctl_inventory_problems,
             "labctl_health_report": labctl_health_report,
             "labctl_health_endpoints": labctl_health_endpoints,
+            "labctl_health_gpu": labctl_health_gpu,
             "labctl_sim_addresses": labctl_sim_addresses,
         }

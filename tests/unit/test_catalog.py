@@ -116,9 +116,10 @@ def test_an_image_per_gpu_vendor(inventory_copy):
         "vendor": "amd",
         "model": "Radeon RX 7900 XTX",
         "count": 2,
-        "groups": ["video", "render"],
+        "groups": None,
         "env": {},
         "passthrough": True,
+        "cdi": False,
     }
 
 

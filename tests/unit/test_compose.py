@@ -34,13 +34,16 @@ HOST = {
 }
 
 
-def render(instance: dict[str, Any], **macro_args: Any) -> dict[str, Any]:
+def render(
+    instance: dict[str, Any], variables: dict[str, Any] | None = None, **macro_args: Any
+) -> dict[str, Any]:
     env = Environment(
         loader=FileSystemLoader(str(ROOT / "roles" / "compose_stack" / "templates")),
         undefined=StrictUndefined,
         trim_blocks=True,  # as Ansible's template module
     )
-    env.filters.update(FilterModule().filters())
+    # Ansible's `default` knows only Ansible's undefined; Jinja's own handles this environment's.
+    env.filters.update({k: v for k, v in FilterModule().filters().items() if k not in ("default", "d")})
     arguments = ", ".join(f"{k}={v!r}" for k, v in {"user": "1000:1000", **macro_args}.items())
     template = env.from_string(
         "{% import 'compose/service.j2' as stack with context %}services:\n  x:\n{{ stack.service("
@@ -54,6 +57,7 @@ def render(instance: dict[str, Any], **macro_args: Any) -> dict[str, Any]:
         labctl_log_max_size="10m",
         labctl_log_max_file=3,
         _compose_stack_files_hash="0123abc",
+        **(variables or {}),
     )
     return yaml.safe_load(text)["services"]["x"]
 
@@ -156,10 +160,53 @@ def test_the_lint_catches_what_the_macros_prevent():
             {"vendor": "amd", "count": 1, "passthrough": True, "groups": [44, 993], "env": {}},
             {"devices": ["/dev/kfd", "/dev/dri"], "group_add": ["44", "993"]},
         ),
+        (
+            {"vendor": "nvidia", "count": 2, "passthrough": True, "cdi": True, "env": {}},
+            {
+                "deploy": {
+                    "resources": {
+                        "reservations": {
+                            "devices": [
+                                {
+                                    "driver": "cdi",
+                                    "device_ids": ["nvidia.com/gpu=all"],
+                                    "capabilities": ["gpu"],
+                                }
+                            ]
+                        }
+                    }
+                }
+            },
+        ),
+        (
+            {"vendor": "amd", "count": 2, "passthrough": True, "groups": None, "env": {}},
+            {"devices": ["/dev/kfd", "/dev/dri"], "group_add": ["video", "render"]},
+        ),
     ],
-    ids=["no-gpu", "passthrough-off", "nvidia", "amd", "amd-numeric-groups"],
+    ids=[
+        "no-gpu",
+        "passthrough-off",
+        "nvidia",
+        "amd",
+        "amd-numeric-groups",
+        "nvidia-cdi",
+        "amd-default-groups",
+    ],
 )
 def test_gpu_devices_follow_the_declared_hardware(gpu, expected):
     service = render({**BRIDGE, "gpu": gpu})
     got = {k: service[k] for k in ("deploy", "devices", "group_add") if k in service}
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [(None, ["44", "992"]), (["video"], ["video"])],
+    ids=["found-on-the-machine", "the-inventory-says"],
+)
+def test_rocm_containers_get_the_groups_that_own_the_devices(groups, expected):
+    """gpu_rocm's numbers (the container's /etc/group may have no `render`), unless the
+    inventory names the groups."""
+    gpu = {"vendor": "amd", "count": 2, "passthrough": True, "groups": groups, "env": {}}
+    service = render({**BRIDGE, "gpu": gpu}, variables={"gpu_rocm_device_gids": [44, 992]})
+    assert service["group_add"] == expected

@@ -144,6 +144,19 @@ def test_output_that_is_not_the_tools_is_a_problem_not_a_crash(declared, tool, o
     assert not result["ok"] and words in result["problems"][0]
 
 
+def _play_locally(tmp_path: Path, play: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    """One play on this machine (connection local) as the machine named by its `hosts`."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump([{"connection": "local", "gather_facts": False, **play}]))
+    return run_playbook(
+        "-i",
+        f"{play['hosts']},",
+        str(playbook),
+        env={"ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_STRATEGY": "linear"},
+        timeout=120,
+    )
+
+
 def _preflight(
     tmp_path: Path, stub: str | None, passthrough: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -155,28 +168,15 @@ def _preflight(
         tool = bin_dir / "nvidia-smi"
         tool.write_text(f"#!/bin/sh\n{stub}\n")
         tool.chmod(0o755)
-    playbook = tmp_path / "preflight.yml"
-    playbook.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "Preflight",
-                    "hosts": "orpheus",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "environment": {"PATH": f"{bin_dir}:/usr/bin:/bin"},
-                    "vars": {"gpu": DECLARED_4090, "labctl_gpu_passthrough": passthrough},
-                    "roles": ["gpu_facts"],
-                }
-            ]
-        )
-    )
-    return run_playbook(
-        "-i",
-        "orpheus,",
-        str(playbook),
-        env={"ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_STRATEGY": "linear"},
-        timeout=120,
+    return _play_locally(
+        tmp_path,
+        {
+            "name": "Preflight",
+            "hosts": "orpheus",
+            "environment": {"PATH": f"{bin_dir}:/usr/bin:/bin"},
+            "vars": {"gpu": DECLARED_4090, "labctl_gpu_passthrough": passthrough},
+            "roles": ["gpu_facts"],
+        },
     )
 
 
@@ -210,3 +210,66 @@ def test_no_preflight_where_containers_get_no_gpu(tmp_path):
     proc = _preflight(tmp_path, None, passthrough=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "as declared" not in proc.stdout
+
+
+def test_the_preflight_and_health_ask_the_same_tools():
+    defaults = yaml.safe_load((Path(__file__).parents[2] / "roles/gpu_facts/defaults/main.yml").read_text())
+    assert defaults["gpu_facts_tools"] == gpu.TOOLS
+    assert defaults["gpu_facts_search_path"] == gpu.SEARCH_PATH
+
+
+def test_health_probes_gpu_machines_only_where_the_check_is_on():
+    spec = gpu.probe_spec({"vendor": "amd", "model": "Radeon RX 7900 XTX", "vram_gb": 24, "count": 2}, True)
+    assert spec is not None
+    assert [argv[0] for argv in spec["tools"]] == ["amd-smi", "rocm-smi"]
+    assert gpu.probe_spec(DECLARED_4090, False) is None
+    assert gpu.probe_spec(None, True) is None
+
+
+DECLARED_HADES = {"vendor": "amd", "model": "Radeon RX 7900 XTX", "vram_gb": 24, "count": 2}
+
+
+def _rocm_plumbing(tmp_path: Path, kfd: bool, render_nodes: int) -> subprocess.CompletedProcess[str]:
+    """The gpu_rocm role on this machine (connection local) with its devices pointed at files in
+    tmp_path: what an AMD machine with (or without) the amdgpu driver loaded looks like to it."""
+    dri = tmp_path / "dri"
+    dri.mkdir()
+    for n in range(render_nodes):
+        (dri / f"renderD{128 + n}").touch()
+    (dri / "card0").touch()
+    if kfd:
+        (tmp_path / "kfd").touch()
+    return _play_locally(
+        tmp_path,
+        {
+            "name": "ROCm plumbing",
+            "hosts": "hades",
+            "vars": {
+                "gpu": DECLARED_HADES,
+                "gpu_rocm_kfd_device": str(tmp_path / "kfd"),
+                "gpu_rocm_dri_dir": str(dri),
+            },
+            "roles": ["gpu_rocm"],
+            "post_tasks": [{"ansible.builtin.debug": {"msg": "gids={{ gpu_rocm_device_gids | to_json }}"}}],
+        },
+    )
+
+
+def test_rocm_plumbing_finds_the_groups_that_own_the_devices(tmp_path):
+    proc = _rocm_plumbing(tmp_path, kfd=True, render_nodes=2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"gids=[{tmp_path.stat().st_gid}]" in proc.stdout
+    assert "2 render node(s) for its Radeon RX 7900 XTX" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("kfd", "render_nodes", "words"),
+    [(False, 2, "kfd is missing"), (True, 0, "dri has no render node")],
+    ids=["no-kfd", "no-render-node"],
+)
+def test_rocm_plumbing_stops_a_machine_without_the_amdgpu_driver(tmp_path, kfd, render_nodes, words):
+    proc = _rocm_plumbing(tmp_path, kfd=kfd, render_nodes=render_nodes)
+    assert proc.returncode != 0
+    out = " ".join(proc.stdout.split())
+    assert f"hades: {tmp_path}/" in out and words in out
+    assert "containers cannot use its Radeon RX 7900 XTX: the amdgpu kernel driver is not loaded" in out

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from threading import Thread
+from typing import Any
 
 import pytest
 
@@ -186,6 +187,18 @@ def http_server():
     server.shutdown()
 
 
+def _probe(args: dict[str, Any]) -> dict[str, Any]:
+    """labctl/probe.py as the health playbook runs it on a machine: a plain python3, no labctl."""
+    proc = subprocess.run(
+        [sys.executable, "-I", str(ROOT / "labctl" / "probe.py"), json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
 def test_the_probe_runs_with_the_standard_library_and_reports(tmp_path, http_server):
     """labctl/probe.py as the health playbook runs it on a machine: a plain python3, no labctl."""
     base = tmp_path / "platform"
@@ -210,14 +223,7 @@ def test_the_probe_runs_with_the_standard_library_and_reports(tmp_path, http_ser
             {"service": "db", "address": "127.0.0.1", "port": closed_port},
         ],
     }
-    proc = subprocess.run(
-        [sys.executable, "-I", str(ROOT / "labctl" / "probe.py"), json.dumps(args)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    report = json.loads(proc.stdout)
+    report = _probe(args)
     assert report["mark"]["stacks"]["node_exporter"]["files"] == {"compose.yaml": "x"}
     expected = hashlib.sha1(b"services: {}\n").hexdigest()
     assert report["files"]["node_exporter"]["compose.yaml"] == expected
@@ -225,3 +231,63 @@ def test_the_probe_runs_with_the_standard_library_and_reports(tmp_path, http_ser
     assert [e["status"] for e in report["endpoints"]] == [200, -1]
     judged = judge(report, [{"service": "node_exporter", "ports": {}, "bind_address": "", "health": None}])
     assert judged["status"] == "drifted"  # compose.yaml differs from the mark's checksum
+
+
+DECLARED_GPU = {"vendor": "nvidia", "model": "GeForce RTX 4090", "vram_gb": 24, "count": 1}
+
+
+def _with_gpu(answers):
+    observed = copy.deepcopy(HEALTHY)
+    observed["gpu"] = {"declared": DECLARED_GPU, "answers": answers}
+    return observed
+
+
+def test_a_gpu_machine_whose_driver_answers_with_the_declared_card_is_healthy():
+    answer = {"tool": "nvidia-smi", "rc": 0, "stdout": "0, NVIDIA GeForce RTX 4090, 24564, 550.127.05\n"}
+    report = judge(_with_gpu([answer]), [REDIS, EXPORTER], "orpheus")
+    gpu_check = next(c for c in report["checks"] if c["check"] == "GPU")
+    assert report["status"] == "healthy"
+    assert gpu_check["detail"] == "1 x GeForce RTX 4090 as declared (nvidia-smi)"
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (
+            {
+                "tool": "nvidia-smi",
+                "rc": 9,
+                "stdout": "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+            },
+            "the nvidia driver does not answer for GeForce RTX 4090",
+        ),
+        (
+            {"tool": "nvidia-smi", "rc": 0, "stdout": ""},
+            "declares 1 x GeForce RTX 4090; the driver reports 0",
+        ),
+    ],
+)
+def test_a_gpu_machine_whose_driver_fails_is_unhealthy_naming_the_card(answer, words):
+    report = judge(_with_gpu([answer]), [REDIS, EXPORTER], "orpheus")
+    gpu_check = next(c for c in report["checks"] if c["check"] == "GPU")
+    assert report["status"] == "unhealthy" and not report["ok"]
+    assert words in gpu_check["detail"] and not gpu_check["detail"].startswith("orpheus:")
+
+
+def test_the_probe_asks_the_vendor_tools_in_order_until_one_answers(tmp_path):
+    """As on an AMD machine without amd-smi: the first tool is not installed, the next one (found
+    in the extra search path, like ROCm's /opt/rocm/bin) answers, the rest are not asked."""
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text("#!/bin/sh\necho '0, NVIDIA GeForce RTX 4090, 24564, 550.127.05'\n")
+    tool.chmod(0o755)
+    args = {
+        "base_dir": "/nonexistent",
+        "gpu": {
+            "declared": DECLARED_GPU,
+            "tools": [["labctl-no-such-tool", "--json"], ["nvidia-smi", "--query-gpu=index"], ["false"]],
+            "path": [str(tmp_path)],
+        },
+    }
+    report = _probe(args)
+    assert [a["rc"] for a in report["gpu"]["answers"]] == [127, 0]
+    assert judge(report, [], "orpheus")["checks"][-1]["ok"]
