@@ -96,5 +96,5 @@ def test_etc_hosts_block_is_identical_and_complete(machines):
     for m in machines:
         assert f"{m.address}\t{m.name}.home.arpa {m.name}" in block
     erebus = next(m for m in machines if m.name == "erebus")
-    assert f"{erebus.address}\terebus.home.arpa erebus redis.home.arpa" in block
+    assert f"{erebus.address}\terebus.home.arpa erebus postgres.home.arpa redis.home.arpa" in block
     assert resolve("redis.home.arpa", on=machines[0].name) == (erebus.address, "erebus.home.arpa")

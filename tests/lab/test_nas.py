@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.lab.test_llamacpp import call, chat
 EXPORTS = {"models": "/mnt/tank/ai/models", "backups": "/mnt/tank/ai/backups"}
 MOUNTS = "/opt/ai-platform/nas"
 UNIT = r"opt-ai\x2dplatform-nas-{}.{}"
+AUTOFS = Path("/dev/autofs").exists()
 
 
 def nfs_url(path: str) -> str:
@@ -58,7 +60,9 @@ def test_every_machine_describes_the_exports_for_systemd(machine):
         verify = box.run("systemd-analyze verify --man=no " + " ".join(f"'{u}'" for u in units))
         assert verify.rc == 0, verify.stderr
         automount = box.run(f"systemctl is-active '{UNIT.format(name, 'automount')}'").stdout.strip()
-        assert automount == "active"
+        # Armed where the kernel has autofs; on a build machine without /dev/autofs the simulated
+        # lab says so (nfs_client_start_automount: false) and the units are written, not started.
+        assert automount == ("active" if AUTOFS else "inactive")
 
 
 def test_a_machine_boots_and_serves_its_models_with_the_nas_down(by_name):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -18,6 +21,8 @@ def test_check_mode_after_converge_reports_nothing(machines):
 
 
 def test_health_all_is_green(machines):
+    # As on a fresh workstation: no SSH control sockets' directory left by an earlier run.
+    shutil.rmtree(Path.home() / ".ansible" / "cp", ignore_errors=True)
     rc, result = labctl_json("--sim", "health", "all")
     assert rc == 0, result
     assert {name: r["status"] for name, r in result["hosts"].items()} == {m.name: "healthy" for m in machines}
@@ -25,10 +30,13 @@ def test_health_all_is_green(machines):
     assert erebus == {
         "docker engine",
         "node_exporter files",
+        "postgres files",
         "redis files",
         "node_exporter containers",
+        "postgres containers",
         "redis containers",
         "node_exporter endpoint",
+        "postgres endpoint",
         "redis endpoint",
     }
 

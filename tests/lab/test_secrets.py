@@ -1,22 +1,29 @@
 """Secrets reach stacks only through their 0600 files: a full converge with the whole output
-captured shows neither the old nor the new value of a rotated secret."""
+captured shows neither the old nor the new value of a rotated secret, and the services use the
+new values (Redis, a database owner, the PostgreSQL superuser and the replication user)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 
 from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json, sim_env, sim_secret
+from tests.lab.test_postgres import query, streaming
 from tests.lab.test_redis import redis
 
+ROTATED = ["redis_password", "litellm_db_password", "postgres_password", "postgres_replication_password"]
 
-def test_a_rotated_secret_is_applied_and_never_shown(by_name):
-    old = sim_secret("redis_password")
-    rotate = labctl("--sim", "init", "--rotate", "redis_password")
+
+def test_rotated_secrets_are_applied_and_never_shown(by_name):
+    old = {name: sim_secret(name) for name in ROTATED}
+    rotate = labctl("--sim", "init", *(f"--rotate={name}" for name in ROTATED))
     assert rotate.returncode == 0, rotate.stderr
-    assert "redeploy to apply: redis on erebus" in " ".join(rotate.stdout.split())
-    new = sim_secret("redis_password")
-    assert new != old
+    assert "redeploy to apply: postgres, postgres_replica, redis on erebus, thanatos" in " ".join(
+        rotate.stdout.split()
+    )
+    new = {name: sim_secret(name) for name in ROTATED}
+    assert all(new[name] != old[name] for name in ROTATED)
 
     playbook = [
         str(ROOT / ".venv" / "bin" / "ansible-playbook"),
@@ -30,12 +37,24 @@ def test_a_rotated_secret_is_applied_and_never_shown(by_name):
     converge = subprocess.run(playbook, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     output = converge.stdout + converge.stderr
     assert converge.returncode == 0, output[-3000:]
-    assert re.search(r"^erebus\s+: ok=\d+\s+changed=[1-9]", output, re.M), "the rotation reached erebus"
-    assert old not in output, "the old secret appeared in Ansible's output"
-    assert new not in output, "the new secret appeared in Ansible's output"
+    for machine in ("erebus", "thanatos"):
+        assert re.search(rf"^{machine}\s+: ok=\d+\s+changed=[1-9]", output, re.M), (
+            f"the rotation reached {machine}"
+        )
+    for name in ROTATED:
+        assert old[name] not in output, f"the old {name} appeared in Ansible's output"
+        assert new[name] not in output, f"the new {name} appeared in Ansible's output"
 
     client, address = box_of("orpheus"), by_name["erebus"].address
-    assert redis(client, address, "AUTH $PW\nPING", new) == ["+OK", "+PONG"]
-    assert redis(client, address, "AUTH $PW", old)[0].startswith("-WRONGPASS")
-    rc, health = labctl_json("--sim", "health", "erebus")
+    assert redis(client, address, "AUTH $PW\nPING", new["redis_password"]) == ["+OK", "+PONG"]
+    assert redis(client, address, "AUTH $PW", old["redis_password"])[0].startswith("-WRONGPASS")
+    assert query("orpheus", address, ["SELECT 1"], password=new["litellm_db_password"])["ok"]
+    refused = query("orpheus", address, ["SELECT 1"], password=old["litellm_db_password"])
+    assert "password authentication failed" in refused["error"]
+    # The replica reconnects with the new replication password (its passfile was rewritten).
+    deadline = time.monotonic() + 60
+    while streaming() != "thanatos|streaming|quorum" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert streaming() == "thanatos|streaming|quorum"
+    rc, health = labctl_json("--sim", "health", "erebus,thanatos")
     assert rc == 0, health

@@ -26,9 +26,17 @@ def test_node_exporter_runs_on_every_machine_in_address_order(inventory_copy):
 def test_one_name_per_service(inventory_copy):
     """The catalog key is the stack, the image key and the role (a build per GPU vendor is
     <service>_<variant>, such as ollama_rocm)."""
-    for inst in catalog.instances(inventory_copy.load()):
+    instances = catalog.instances(inventory_copy.load())
+    services = {i.service for i in instances}
+    for inst in instances:
         assert inst.stack == inst.service
-        assert inst.image_key == inst.service or inst.image_key.startswith(inst.service + "_")
+        # its own image, a build of it, or the image of the service it is a mode of
+        # (postgres_replica runs postgres)
+        assert (
+            inst.image_key == inst.service
+            or inst.image_key.startswith(inst.service + "_")
+            or (inst.image_key in services and inst.service.startswith(inst.image_key + "_"))
+        )
         assert inst.as_dict()["stack"] == inst.service
 
 
@@ -45,9 +53,15 @@ def test_a_service_listens_on_the_lab_address_only_when_others_may_connect(inven
 
 def test_stacks_and_tiers_of_a_machine(inventory_copy):
     lab = inventory_copy.load()
-    assert [s["service"] for s in catalog.host_stacks(lab, "erebus")] == ["node_exporter", "redis"]
-    assert [s["service"] for s in catalog.host_stacks(lab, "erebus", "databases")] == ["redis"]
+    assert [s["service"] for s in catalog.host_stacks(lab, "erebus")] == [
+        "node_exporter",
+        "postgres",
+        "redis",
+    ]
+    assert [s["service"] for s in catalog.host_stacks(lab, "erebus", "databases")] == ["postgres", "redis"]
     assert catalog.host_tiers(lab, "erebus") == [1, 2]
+    # the replica goes out after the primary it clones
+    assert catalog.host_tiers(lab, "thanatos") == [1, 4]
     assert catalog.host_tiers(lab, "moros") == [1]
     assert catalog.tiers(lab)[:2] == ["base", "databases"]
 
@@ -131,7 +145,7 @@ def test_hosts_entries_cover_every_machine_and_the_nas(inventory_copy):
 
 def test_alias_for_a_single_instance_service(inventory_copy):
     entries = {e["host"]: e["names"] for e in catalog.hosts_entries(inventory_copy.load())}
-    assert entries["erebus"] == ["erebus.home.arpa", "erebus", "redis.home.arpa"]
+    assert entries["erebus"] == ["erebus.home.arpa", "erebus", "postgres.home.arpa", "redis.home.arpa"]
 
 
 def test_domain_change_flows_everywhere(inventory_copy):
@@ -142,8 +156,14 @@ def test_domain_change_flows_everywhere(inventory_copy):
 
 
 def test_declared_secrets_and_who_uses_them(inventory_copy):
+    password = {"form": "password", "length": 32, "prefix": ""}
     assert catalog.declared_secrets(inventory_copy.load()) == {
-        "redis_password": {"form": "password", "length": 32, "prefix": "", "services": ["redis"]},
+        "postgres_password": {**password, "services": ["postgres"]},
+        "postgres_replication_password": {**password, "services": ["postgres", "postgres_replica"]},
+        "litellm_db_password": {**password, "services": ["postgres"]},
+        "openwebui_db_password": {**password, "services": ["postgres"]},
+        "grafana_db_password": {**password, "services": ["postgres"]},
+        "redis_password": {**password, "services": ["redis"]},
         "hf_token": {"form": "provided", "length": 32, "prefix": "", "services": ["vllm"]},
     }
 

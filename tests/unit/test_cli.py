@@ -64,13 +64,20 @@ def test_services_json_lists_every_instance(inventory_copy):
     result = run(inventory_copy, "services", "--json")
     assert result.exit_code == 0
     instances = json.loads(result.stdout)
-    assert len(instances) == 15  # node exporter on ten machines, Redis on one, Ollama on four
-    assert {i["service"] for i in instances} == {"node_exporter", "redis", "ollama"}
+    # node exporter on ten machines, Postgres primary and replica, Redis on one, Ollama on four
+    assert len(instances) == 17
+    assert {i["service"] for i in instances} == {
+        "node_exporter",
+        "postgres",
+        "postgres_replica",
+        "redis",
+        "ollama",
+    }
 
 
 def test_services_for_one_host(inventory_copy):
     result = run(inventory_copy, "services", "--host", "erebus", "--json")
-    assert [i["service"] for i in json.loads(result.stdout)] == ["node_exporter", "redis"]
+    assert [i["service"] for i in json.loads(result.stdout)] == ["node_exporter", "postgres", "redis"]
 
 
 @pytest.mark.parametrize(
@@ -129,12 +136,17 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
     first = run(inventory_copy, "init", "--json")
     assert first.exit_code == 0, first.output
     assert [(c["name"], c["action"]) for c in json.loads(first.stdout)["changes"]] == [
+        ("grafana_db_password", "generated"),
         ("hf_token", "empty"),  # given by the owner (vLLM's gated models), optional until then
+        ("litellm_db_password", "generated"),
+        ("openwebui_db_password", "generated"),
+        ("postgres_password", "generated"),
+        ("postgres_replication_password", "generated"),
         ("redis_password", "generated"),
     ]
     assert run(inventory_copy, "validate").exit_code == 0
     again = run(inventory_copy, "init", "--json")
-    assert [c["action"] for c in json.loads(again.stdout)["changes"]] == ["empty", "kept"]
+    assert [c["action"] for c in json.loads(again.stdout)["changes"]] == ["kept", "empty", *["kept"] * 5]
     rotated = run(inventory_copy, "init", "--rotate", "redis_password")
     assert rotated.exit_code == 0
     assert "redeploy to apply: redis on erebus" in flat(rotated.stdout)
@@ -215,9 +227,14 @@ def test_a_fresh_inventory_asks_for_labctl_init(tmp_path):
     copy = InventoryCopy(tmp_path, with_vault=False)
     result = run(copy, "validate", "--json")
     assert result.exit_code == 1
-    [problem] = json.loads(result.stdout)["problems"]
-    assert (problem["host"], problem["variable"]) == ("erebus", "redis_password")
-    assert "labctl init" in problem["message"]
+    problems = json.loads(result.stdout)["problems"]
+    # every secret the catalog gives each machine's stacks, erebus's first (by name)
+    assert (problems[0]["host"], problems[0]["variable"]) == ("erebus", "grafana_db_password")
+    assert {(p["host"], p["variable"]) for p in problems} >= {
+        ("erebus", "redis_password"),
+        ("thanatos", "postgres_replication_password"),
+    }
+    assert all("labctl init" in p["message"] for p in problems)
 
 
 def test_a_wrong_vault_password_is_a_message_not_a_traceback(inventory_copy, tmp_path):
@@ -234,9 +251,9 @@ def test_deploying_needs_readable_secrets_validating_does_not(inventory_copy, tm
     assert run(inventory_copy, "validate", env=env).exit_code == 0
     result = run(inventory_copy, "deploy", "all", "--json", env=env)
     assert result.exit_code == 1
-    [problem] = json.loads(result.stdout)["problems"]
-    assert (problem["host"], problem["variable"]) == ("erebus", "redis_password")
-    assert "no vault password was given" in problem["message"]
+    problems = json.loads(result.stdout)["problems"]
+    assert ("erebus", "redis_password") in {(p["host"], p["variable"]) for p in problems}
+    assert all("no vault password was given" in p["message"] for p in problems)
 
 
 def test_an_inventory_file_takes_the_vault_beside_it(inventory_copy):

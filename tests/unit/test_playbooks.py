@@ -132,16 +132,27 @@ RENDERED_ONLY = yaml.safe_load((ROOT / "roles" / "sim_lab" / "defaults" / "main.
 
 def test_every_catalog_service_has_its_role_stand_in_and_lab_test(inventory_copy):
     """Each service runs in the simulated lab (a stand-in image and a lab test), or is one the
-    simulated lab cannot run and its rendering is tested for every real machine instead."""
+    simulated lab cannot run and its rendering is tested for every real machine instead. A service
+    that is a mode of another (postgres_replica of postgres) has a role of its own that includes
+    the other's, and runs the other's image."""
     rendering_tests = (ROOT / "tests" / "unit" / "test_inference_stacks.py").read_text()
-    for name in catalog_services(inventory_copy):
-        assert (ROOT / "roles" / name / "templates" / "compose.yaml.j2").is_file(), name
-        assert (ROOT / "roles" / name / "meta" / "argument_specs.yml").is_file(), name
+    services = catalog_services(inventory_copy)
+    image_keys = {i.service: i.image_key for i in catalog.instances(inventory_copy.load())}
+    for name in services:
+        role = ROOT / "roles" / name
+        assert (role / "meta" / "argument_specs.yml").is_file(), name
+        if not (role / "templates" / "compose.yaml.j2").is_file():
+            tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+            [included] = [t["ansible.builtin.include_role"]["name"] for t in tasks]
+            assert included in services and image_keys[name] == included, name
+            assert (ROOT / "roles" / included / "templates" / "compose.yaml.j2").is_file(), name
         if name in RENDERED_ONLY:
             assert f'render(inventory_copy, tmp_path, "{name}"' in rendering_tests, name
             continue
-        assert (ROOT / "sim" / "images" / name / "Dockerfile").is_file(), name
-        assert (ROOT / "tests" / "lab" / f"test_{name}.py").is_file(), name
+        assert (ROOT / "sim" / "images" / image_keys.get(name, name) / "Dockerfile").is_file(), name
+        lab_test = ROOT / "tests" / "lab" / f"test_{name}.py"
+        shared = ROOT / "tests" / "lab" / f"test_{image_keys.get(name, name)}.py"
+        assert lab_test.is_file() or (shared.is_file() and name in shared.read_text()), name
 
 
 def test_every_role_that_deploys_a_stack_is_a_catalog_service(inventory_copy):

@@ -1,0 +1,151 @@
+"""The data tier's PostgreSQL files rendered by Ansible from the real inventory: who may connect
+(pg_hba.conf from the catalog), synchronous replication to the enabled replicas, the standby's
+connection to the primary, and compose files that pass `docker compose config` and the hardening
+rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, run_playbook
+from tests.hardening import problems
+
+FILES = ["pg_hba.conf", "postgresql.conf", "compose.yaml", "clone-primary.sh"]
+
+
+def render(
+    copy, tmp_path: Path, *extra: str, hosts: tuple[str, ...] = ("erebus", "thanatos")
+) -> dict[str, dict[str, str]]:
+    """erebus's (primary) and thanatos's (standby) PostgreSQL files, as the role writes them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "compose").symlink_to(
+        ROOT / "roles" / "compose_stack" / "templates" / "compose"
+    )
+    templates = ROOT / "roles" / "postgres" / "templates"
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Render",
+                    "hosts": ",".join(hosts),
+                    "connection": "local",
+                    "gather_facts": False,
+                    "vars": {
+                        "postgres_standby": "{{ inventory_hostname in groups['db_replica'] }}",
+                        "labctl_instance": "{{ hostvars | labctl_instance(groups, inventory_hostname, "
+                        "'postgres_replica' if postgres_standby else 'postgres') }}",
+                        "_compose_stack_files_hash": "0",
+                    },
+                    "roles": [{"role": "compose_stack", "when": False}],
+                    "tasks": [
+                        {
+                            "name": "Find the peers",
+                            "ansible.builtin.include_role": {
+                                "name": "postgres",
+                                "tasks_from": "peers.yml",
+                                "public": True,
+                            },
+                        },
+                        *(
+                            {
+                                "name": f"Render {name}",
+                                "ansible.builtin.template": {
+                                    "src": str(templates / f"{name}.j2"),
+                                    "dest": f"{out}/{{{{ inventory_hostname }}}}-{name}",
+                                    "mode": "0600",
+                                },
+                            }
+                            for name in FILES
+                        ),
+                    ],
+                }
+            ]
+        )
+    )
+    proc = run_playbook(
+        "-i", str(copy.dir), str(playbook), *extra, env={**copy.env, "ANSIBLE_STRATEGY": "linear"}
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return {h: {name: (out / f"{h}-{name}").read_text() for name in FILES} for h in hosts}
+
+
+def hba(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def setting(conf: str, name: str) -> str:
+    match = re.search(rf"^{name} = (.*)$", conf, re.M)
+    assert match, f"{name} not set"
+    return match.group(1)
+
+
+def test_pg_hba_opens_each_database_to_its_clients_machines_only(inventory_copy, tmp_path):
+    files = render(inventory_copy, tmp_path)
+    rules = hba(files["erebus"]["pg_hba.conf"])
+    assert rules == [
+        ["local", "all", "postgres", "peer", "map=admin"],
+        ["local", "all", "all", "reject"],
+        # erebus and thanatos, each may become the other's primary
+        ["host", "replication", "replicator", "192.168.50.10/32", "scram-sha-256"],
+        ["host", "replication", "replicator", "192.168.50.12/32", "scram-sha-256"],
+        ["host", "litellm", "litellm", "192.168.50.20/32", "scram-sha-256"],  # gateway: orpheus
+        ["host", "openwebui", "openwebui", "192.168.50.20/32", "scram-sha-256"],  # webui: orpheus
+        ["host", "grafana", "grafana", "192.168.50.30/32", "scram-sha-256"],  # monitoring: moros
+    ]
+    # The standby has the same rules: after a promote nothing else has to change.
+    assert files["thanatos"]["pg_hba.conf"] == files["erebus"]["pg_hba.conf"]
+
+
+def test_the_primary_waits_for_its_replica_and_the_standby_follows_the_primary(inventory_copy, tmp_path):
+    files = render(inventory_copy, tmp_path)
+    primary, standby = files["erebus"]["postgresql.conf"], files["thanatos"]["postgresql.conf"]
+    assert setting(primary, "synchronous_standby_names") == "'ANY 1 (\"thanatos\")'"
+    assert setting(primary, "listen_addresses") == "'127.0.0.1,192.168.50.10'"
+    assert "primary_conninfo" not in primary
+    assert setting(standby, "primary_conninfo") == (
+        "'host=192.168.50.10 port=5432 user=replicator"
+        " passfile=/etc/postgresql/pgpass application_name=thanatos'"
+    )
+    assert setting(standby, "primary_slot_name") == "'thanatos'"
+    assert setting(standby, "synchronous_standby_names") == "''"
+    assert "--slot=thanatos" in files["thanatos"]["clone-primary.sh"]
+    assert "--host=192.168.50.10" in files["thanatos"]["clone-primary.sh"]
+
+
+def test_asynchronous_on_request_and_without_an_enabled_replica(inventory_copy, tmp_path):
+    for step in ("asked", "disabled"):
+        (tmp_path / step).mkdir()
+    files = render(inventory_copy, tmp_path / "asked", "-e", "postgres_synchronous=false")
+    assert setting(files["erebus"]["postgresql.conf"], "synchronous_standby_names") == "''"
+    inventory_copy.edit("host_vars/thanatos.yml", lambda d: {**(d or {}), "postgres_replica_enabled": False})
+    files = render(inventory_copy, tmp_path / "disabled", hosts=("erebus",))
+    assert setting(files["erebus"]["postgresql.conf"], "synchronous_standby_names") == "''"
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (compose config)")
+def test_the_compose_files_are_valid_and_hardened(inventory_copy, tmp_path):
+    files = render(inventory_copy, tmp_path)
+    for host, role in (("erebus", "postgres"), ("thanatos", "postgres_replica")):
+        path = tmp_path / f"{host}.yaml"
+        path.write_text(files[host]["compose.yaml"])
+        check = subprocess.run(
+            ["docker", "compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stderr
+        service = yaml.safe_load(files[host]["compose.yaml"])["services"]["postgres"]
+        assert problems(role, service, set()) == []
+        assert service["image"] == "docker.io/library/postgres:15.18-bookworm"
+        assert service["network_mode"] == "host" and service["user"] == "999:999"
+        assert "data:/var/lib/postgresql/data" in service["volumes"]
+    standby = yaml.safe_load(files["thanatos"]["compose.yaml"])["services"]["postgres"]
+    assert standby["entrypoint"] == ["/bin/sh", "/etc/postgresql/clone-primary.sh"]
+    assert not any("superuser-password" in v for v in standby["volumes"])
