@@ -88,6 +88,14 @@ def streaming() -> str:
     return admin("erebus", PRIMARY, "SELECT application_name, state, sync_state FROM pg_stat_replication")
 
 
+def wait_streaming(timeout: float = 60) -> str:
+    """The replica's state once it streams synchronously (it may still be catching up)."""
+    deadline = time.monotonic() + timeout
+    while (state := streaming()) != "thanatos|streaming|quorum" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return state
+
+
 @pytest.fixture(scope="module")
 def addr(by_name) -> dict[str, str]:
     return {name: m.address for name, m in by_name.items()}
@@ -112,7 +120,7 @@ def write(addr: dict[str, str], note: str) -> None:
 
 
 def test_the_replica_streams_synchronously_through_its_slot(addr, table):
-    assert streaming() == "thanatos|streaming|quorum"
+    assert wait_streaming() == "thanatos|streaming|quorum"
     assert admin("erebus", PRIMARY, "SHOW synchronous_standby_names") == 'ANY 1 ("thanatos")'
     assert admin("erebus", PRIMARY, "SELECT slot_name, slot_type, active FROM pg_replication_slots") == (
         "thanatos|physical|t"
@@ -180,12 +188,13 @@ def test_a_commit_waits_for_the_replica_and_completes_when_it_returns(addr, tabl
     # The waiting commit completes once the replica has it: on both servers.
     wait_for_row("orpheus", addr["erebus"], note)
     wait_for_row("orpheus", addr["thanatos"], note)
-    assert streaming() == "thanatos|streaming|quorum"
+    assert wait_streaming() == "thanatos|streaming|quorum"
 
 
 def test_passwords_are_only_in_the_stacks_0600_files():
     erebus, thanatos = box_of("erebus"), box_of("thanatos")
     superuser, replication = sim_secret("postgres_password"), sim_secret("postgres_replication_password")
+    owners = [sim_secret(f"{db}_db_password") for db in ("litellm", "openwebui", "grafana")]
     stack = "/opt/ai-platform/stacks"
     first = erebus.file(f"{stack}/postgres/superuser-password")
     assert first.mode == 0o600 and first.uid == 999 and first.content_string.strip() == superuser
@@ -195,11 +204,11 @@ def test_passwords_are_only_in_the_stacks_0600_files():
         assert passfile.content_string.strip() == f"*:*:*:replicator:{replication}"
         for public in ("compose.yaml", "postgresql.conf", "pg_hba.conf"):
             text = box.file(f"{stack}/{name}/{public}").content_string
-            assert superuser not in text and replication not in text, public
+            assert not any(p in text for p in (superuser, replication, *owners)), public
         config = box.check_output(
             f"docker inspect {PRIMARY if name == 'postgres' else REPLICA} --format '{{{{json .Config}}}}'"
         )
-        assert superuser not in config and replication not in config
+        assert not any(p in config for p in (superuser, replication, *owners))
         processes = box.check_output("ps -eo args")
         assert superuser not in processes and replication not in processes
     # Clients' passwords are stored as SCRAM verifiers, not in the clear.
@@ -254,7 +263,7 @@ def test_a_disabled_replica_keeps_its_data_unless_purged(addr, table, replica_se
     assert rc == 0, result
     wait_for_row("orpheus", addr["thanatos"], while_away)
     assert "cloning the primary" not in thanatos.check_output(f"docker logs {REPLICA} 2>&1")
-    assert streaming() == "thanatos|streaming|quorum"
+    assert wait_streaming() == "thanatos|streaming|quorum"
 
     # Purged (compose_stack_remove_volumes): the data goes; enabled again, it clones anew.
     replica_settings(postgres_replica_enabled=False, compose_stack_remove_volumes=True)
@@ -266,4 +275,4 @@ def test_a_disabled_replica_keeps_its_data_unless_purged(addr, table, replica_se
     assert rc == 0, result
     assert "cloning the primary erebus" in thanatos.check_output(f"docker logs {REPLICA} 2>&1")
     wait_for_row("orpheus", addr["thanatos"], while_away)
-    assert streaming() == "thanatos|streaming|quorum"
+    assert wait_streaming() == "thanatos|streaming|quorum"

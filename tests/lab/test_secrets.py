@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
 from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json, sim_env, sim_secret
-from tests.lab.test_postgres import query, streaming
+from tests.lab.test_postgres import query, wait_streaming
 from tests.lab.test_redis import redis
 
 ROTATED = ["redis_password", "litellm_db_password", "postgres_password", "postgres_replication_password"]
@@ -52,9 +51,6 @@ def test_rotated_secrets_are_applied_and_never_shown(by_name):
     refused = query("orpheus", address, ["SELECT 1"], password=old["litellm_db_password"])
     assert "password authentication failed" in refused["error"]
     # The replica reconnects with the new replication password (its passfile was rewritten).
-    deadline = time.monotonic() + 60
-    while streaming() != "thanatos|streaming|quorum" and time.monotonic() < deadline:
-        time.sleep(1)
-    assert streaming() == "thanatos|streaming|quorum"
+    assert wait_streaming() == "thanatos|streaming|quorum"
     rc, health = labctl_json("--sim", "health", "erebus,thanatos")
     assert rc == 0, health

@@ -146,6 +146,12 @@ def test_the_compose_files_are_valid_and_hardened(inventory_copy, tmp_path):
         assert service["image"] == "docker.io/library/postgres:15.18-bookworm"
         assert service["network_mode"] == "host" and service["user"] == "999:999"
         assert "data:/var/lib/postgresql/data" in service["volumes"]
+    primary = yaml.safe_load(files["erebus"]["compose.yaml"])["services"]["postgres"]
+    assert "./superuser-password:/run/secrets/postgres-password:ro" in primary["volumes"]
+    assert primary["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres-password"
     standby = yaml.safe_load(files["thanatos"]["compose.yaml"])["services"]["postgres"]
     assert standby["entrypoint"] == ["/bin/sh", "/etc/postgresql/clone-primary.sh"]
+    # The image's entrypoint reads POSTGRES_PASSWORD_FILE at every start: the standby, which has no
+    # such file, must not name one.
     assert not any("superuser-password" in v for v in standby["volumes"])
+    assert set(standby["environment"]) == {"PGPASSFILE"}
