@@ -645,6 +645,143 @@ def health(
     raise typer.Exit(0 if ok else 1)
 
 
+# What `labctl backup` backs up on a machine: the services whose data it keeps there.
+BACKED_UP = ("postgres",)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f}{unit}" if unit == "B" else f"{count:.1f}{unit}"
+        count /= 1024
+    return f"{count:.1f}TiB"
+
+
+@app.command(context_settings=PASSTHROUGH)
+def backup(
+    ctx: typer.Context,
+    target: TargetArg = "all",
+    kind: Annotated[
+        str, typer.Option("--type", help="auto (full when the newest full one is old), full, diff or incr.")
+    ] = "auto",
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Back up now what the machines keep (the PostgreSQL primary: a pgBackRest base backup into
+    the repository on the NAS, and a logical dump of every database), and report the newest
+    backup: its size, how long it took and its age. The same job runs nightly from a timer."""
+    from labctl import runner
+
+    if kind not in ("auto", "full", "diff", "incr"):
+        raise _fail(f"--type must be auto, full, diff or incr, not '{kind}'")
+    root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=True)
+    wanted = [h for h in hosts if any(s["service"] in BACKED_UP for s in catalog.host_stacks(lab, h))]
+    if not wanted:
+        if as_json:
+            print(json.dumps({"ok": True, "backups": {}}))
+        else:
+            console.print(f"nothing to back up on {target} (labctl backs up: {', '.join(BACKED_UP)})")
+        raise typer.Exit(0)
+    started = time.perf_counter()
+    with _progress(lab, wanted, catalog.tiers(lab), quiet=as_json) as progress:
+        result = runner.run_playbook(
+            root,
+            "playbooks/backup.yml",
+            tgt.sources,
+            limit=",".join(wanted),
+            extravars={**VALIDATED, "postgres_backup_type": kind},
+            extra_args=extra,
+            env=tgt.env,
+            progress=progress,
+        )
+    done = [n for n in wanted if n in result.hosts]
+    reports = {n: result.hosts[n].facts.get("postgres_backup_report", {}) for n in done}
+    if as_json:
+        print(_result_json(result, backups=reports))
+        raise typer.Exit(0 if result.succeeded else 1)
+    _summary(result, lab, f"labctl backup {target}: {time.perf_counter() - started:.0f}s")
+    table = Table("host", "what", "newest", "type", "database", "in repository", "took", "age", "dumps")
+    now = time.time()
+    for name, report in reports.items():
+        for what, done in report.items():
+            newest = done["newest"]
+            table.add_row(
+                name,
+                what,
+                newest["label"],
+                newest["type"],
+                _size(newest["database_bytes"]),
+                _size(newest["repository_bytes"]),
+                f"{newest['seconds']}s",
+                _age(now - newest["stop"]),
+                f"{len(done['dumps'])} ({_size(sum(d['bytes'] for d in done['dumps'].values()))})",
+            )
+    console.print(table)
+    raise typer.Exit(0 if result.succeeded else 1)
+
+
+RESTORE_TIME_HELP = 'Point in time to recover to, e.g. "2026-12-01 08:00:00+00" (default: the latest).'
+
+
+def _running(lab: Lab, service: str) -> list[str]:
+    """The machines the catalog places a service on."""
+    return [h for h in lab.managed if any(s["service"] == service for s in catalog.host_stacks(lab, h))]
+
+
+@app.command(context_settings=PASSTHROUGH)
+def restore(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="The machine that runs the PostgreSQL primary.")],
+    at: Annotated[str, typer.Option("--time", help=RESTORE_TIME_HELP)] = "",
+    force: Annotated[bool, typer.Option("--force", help="Stop a running primary, replace its data.")] = False,
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Restore the PostgreSQL primary from the pgBackRest repository, to the latest archived
+    state or to a point in time, verify every database reads back whole, then clone the
+    replicas anew. A running primary is left alone without --force."""
+    from labctl import runner
+
+    root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=True)
+    primaries = _running(lab, "postgres")
+    if len(hosts) != 1 or hosts[0] not in primaries:
+        where = ", ".join(primaries) or "no machine"
+        raise _fail(f"'{target}' is not the PostgreSQL primary's machine (the catalog places it on {where})")
+    replicas = _running(lab, "postgres_replica")
+    started = time.perf_counter()
+    with _progress(lab, hosts + replicas, catalog.tiers(lab), quiet=as_json) as progress:
+        result = runner.run_playbook(
+            root,
+            "playbooks/restore.yml",
+            tgt.sources,
+            limit=",".join(hosts + replicas),
+            extravars={**VALIDATED, "postgres_restore_target": at, "postgres_restore_force": force},
+            extra_args=extra,
+            env=tgt.env,
+            progress=progress,
+        )
+    report = result.hosts[hosts[0]].facts.get("postgres_restore_report") if hosts[0] in result.hosts else None
+    if as_json:
+        print(_result_json(result, restore=report, seconds=round(time.perf_counter() - started, 1)))
+        raise typer.Exit(0 if result.succeeded else 1)
+    _summary(result, lab, f"labctl restore {target}: {time.perf_counter() - started:.0f}s")
+    if report:
+        sizes = ", ".join(f"{db} {_size(n)}" for db, n in report["databases"].items())
+        console.print(
+            f"restored {hosts[0]} to {report['target']} from backup {report['backup']} "
+            f"(timeline {report['timeline']}); verified: {sizes}"
+        )
+    raise typer.Exit(0 if result.succeeded else 1)
+
+
 @models_app.command("pull", context_settings=PASSTHROUGH)
 def models_pull(
     ctx: typer.Context, target: TargetArg = "all", as_json: JsonOpt = False, sim: SimOpt = False

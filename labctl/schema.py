@@ -288,10 +288,12 @@ class Platform(Strict):
     labctl_base_dir: AbsolutePath
     labctl_nfs_server: HostName
     labctl_nfs_exports: dict[Name, AbsolutePath] = {}
+    labctl_backup_dir: AbsolutePath
     labctl_gpu_vendors: list[Literal["nvidia", "amd"]]
     labctl_gpu_passthrough: Toggle = True
     labctl_log_max_size: Annotated[StrictStr, Field(pattern=r"^[1-9][0-9]*[kmg]$")] = "10m"
     labctl_log_max_file: Annotated[StrictInt, Field(ge=1, le=100)] = 3
+    labctl_metrics_textfile_dir: AbsolutePath
 
 
 class Connection(Strict):

@@ -23,17 +23,7 @@ import subprocess
 import threading
 import time
 
-PRIMARY = ["docker", "exec", "labsim-erebus", "docker", "exec"]
-CONTAINER = "postgres-postgres-1"
-
-
-def psql(sql: str, db: str = "postgres") -> str:
-    return subprocess.run(
-        [*PRIMARY, CONTAINER, "psql", "-XAtq", "-d", db, "-c", sql],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+from simlab_pg import CONTAINER, PRIMARY, psql
 
 
 def pgbench(seconds: int, clients: int, options: str) -> float:

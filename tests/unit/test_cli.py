@@ -278,3 +278,39 @@ def test_init_set_stores_a_token_from_standard_input_encrypted(inventory_copy):
     assert vault.read(inventory_copy.vault_file, VAULT_PASSWORD)["hf_token"] == "hf_secretvalue123"
     refused = run(inventory_copy, "init", "--set", "redis_password")
     assert refused.exit_code == 2 and "--rotate redis_password" in flat(refused.output)
+
+
+def test_restore_names_the_primary_machine_and_touches_nothing_else(inventory_copy, monkeypatch):
+    calls = []
+    monkeypatch.setattr("labctl.runner.run_playbook", lambda *a, **k: calls.append(k))
+    for target in ("thanatos", "all", "db_primary,db_replica"):
+        result = run(inventory_copy, "restore", target)
+        assert result.exit_code == 2, result.output
+        refused = "is not the PostgreSQL primary's machine (the catalog places it on erebus)"
+        assert refused in flat(result.stderr)
+    assert calls == []
+
+
+def test_backup_and_restore_run_on_the_machines_that_keep_the_data(inventory_copy, monkeypatch):
+    calls = []
+
+    def fake_run(project, playbook, inventories, **kwargs):
+        from labctl.runner import RunResult
+
+        calls.append({**kwargs, "playbook": playbook})
+        return RunResult(rc=0, status="successful", hosts={})
+
+    monkeypatch.setattr("labctl.runner.run_playbook", fake_run)
+    run(inventory_copy, "backup", "all", "--type", "full")
+    run(inventory_copy, "restore", "erebus", "--time", "2026-12-01 08:00:00+00", "--force")
+    backup, restore = calls
+    assert backup["playbook"] == "playbooks/backup.yml" and backup["limit"] == "erebus"
+    assert backup["extravars"]["postgres_backup_type"] == "full"
+    # The restored primary's replicas are cloned anew by the same run.
+    assert restore["playbook"] == "playbooks/restore.yml" and restore["limit"] == "erebus,thanatos"
+    assert restore["extravars"]["postgres_restore_target"] == "2026-12-01 08:00:00+00"
+    assert restore["extravars"]["postgres_restore_force"] is True
+    nothing = run(inventory_copy, "backup", "gpu_nvidia")
+    assert nothing.exit_code == 0 and "nothing to back up on gpu_nvidia" in flat(nothing.output)
+    bad = run(inventory_copy, "backup", "erebus", "--type", "weekly")
+    assert bad.exit_code == 2 and "--type must be" in flat(bad.stderr)

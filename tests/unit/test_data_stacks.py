@@ -16,7 +16,15 @@ import yaml
 from tests.conftest import ROOT, run_playbook
 from tests.hardening import problems
 
-FILES = ["pg_hba.conf", "postgresql.conf", "compose.yaml", "clone-primary.sh"]
+FILES = [
+    "pg_hba.conf",
+    "postgresql.conf",
+    "compose.yaml",
+    "clone-primary.sh",
+    "Dockerfile",
+    "pgbackrest.conf",
+    "postgres-backup.py",
+]
 
 
 def render(
@@ -143,7 +151,16 @@ def test_the_compose_files_are_valid_and_hardened(inventory_copy, tmp_path):
         assert check.returncode == 0, check.stderr
         service = yaml.safe_load(files[host]["compose.yaml"])["services"]["postgres"]
         assert problems(role, service, set()) == []
-        assert service["image"] == "docker.io/library/postgres:15.18-bookworm"
+        # The pinned image with pgBackRest, built on the machine and tagged after its recipe.
+        assert service["image"].startswith("labctl/postgres:15.18-bookworm-pgbackrest-")
+        assert files[host]["Dockerfile"].splitlines()[4] == "FROM docker.io/library/postgres:15.18-bookworm"
+        repository = next(v for v in service["volumes"] if isinstance(v, dict))
+        assert repository == {
+            "type": "bind",
+            "source": "/opt/ai-platform/nas/backups/postgres/pgbackrest",
+            "target": "/var/lib/pgbackrest",
+            "bind": {"propagation": "rslave"},
+        }
         assert service["network_mode"] == "host" and service["user"] == "999:999"
         assert "data:/var/lib/postgresql/data" in service["volumes"]
     primary = yaml.safe_load(files["erebus"]["compose.yaml"])["services"]["postgres"]
@@ -155,3 +172,28 @@ def test_the_compose_files_are_valid_and_hardened(inventory_copy, tmp_path):
     # such file, must not name one.
     assert not any("superuser-password" in v for v in standby["volumes"])
     assert set(standby["environment"]) == {"PGPASSFILE"}
+
+
+def test_every_server_archives_its_wal_to_the_repository_on_the_nas(inventory_copy, tmp_path):
+    files = render(inventory_copy, tmp_path)
+    images = {files[h]["compose.yaml"].split("image: ")[1].split()[0] for h in ("erebus", "thanatos")}
+    assert len(images) == 1  # the standby runs what the primary runs: it may be promoted
+    for host in ("erebus", "thanatos"):
+        conf = files[host]["postgresql.conf"]
+        assert setting(conf, "archive_mode") == "on"
+        assert setting(conf, "archive_command") == "'pgbackrest --stanza=labctl archive-push %p'"
+        assert setting(conf, "archive_timeout") == "60"
+        backrest = files[host]["pgbackrest.conf"]
+        assert "repo1-path=/var/lib/pgbackrest" in backrest and "[labctl]" in backrest
+        assert "pg1-path=/var/lib/postgresql/data" in backrest
+    job = files["erebus"]["postgres-backup.py"]
+    compile(job, "postgres-backup.py", "exec")  # the rendered job is valid Python
+    assert 'DATABASES = ["litellm", "openwebui", "grafana"]' in job
+    assert 'DUMPS = pathlib.Path("/opt/ai-platform/nas/backups/postgres/dumps")' in job
+
+
+def test_backups_off_render_no_archiving(inventory_copy, tmp_path):
+    files = render(inventory_copy, tmp_path, "-e", "postgres_backup_enabled=false", hosts=("erebus",))
+    assert "archive_command" not in files["erebus"]["postgresql.conf"]
+    service = yaml.safe_load(files["erebus"]["compose.yaml"])["services"]["postgres"]
+    assert not any(isinstance(v, dict) for v in service["volumes"])

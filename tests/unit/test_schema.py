@@ -117,7 +117,8 @@ def test_gpu_memory_must_be_a_real_size(inventory_copy, value):
 
 def test_relative_base_directory(inventory_copy):
     inventory_copy.edit("group_vars/all/storage.yml", lambda d: d.update(labctl_base_dir="opt/ai-platform"))
-    assert named(inventory_copy) == {("all", "labctl_base_dir")}
+    # ... and the backup directory derived from it (under <base>/nas) is named too.
+    assert named(inventory_copy) == {("all", "labctl_base_dir"), ("all", "labctl_backup_dir")}
 
 
 def test_a_typo_in_the_catalog_is_named(inventory_copy):
