@@ -144,7 +144,9 @@ def instances(
             continue
         allowed_hosts = [h for h in lab.all_hosts if any(h in lab.hosts_in(g) for g in spec.allow_from)]
         health = spec.health.model_dump(exclude_none=True) if spec.health else None
-        for host in lab.hosts_in(spec.placement):
+        overridden = settings.labctl_placement_overrides.get(name)
+        placed = lab.ordered(overridden) if overridden is not None else lab.hosts_in(spec.placement)
+        for host in placed:
             if host not in managed or (hosts is not None and host not in hosts):
                 continue
             if not include_disabled and not stack_enabled(lab, host, name):
@@ -195,6 +197,13 @@ def instances(
                 )
             )
     return result
+
+
+def group_hosts(lab: Lab, service: str) -> list[str]:
+    """The machines of a service's placement group (what it runs on without an override)."""
+    anchor = lab.anchor
+    spec = _settings(lab, anchor).labctl_services.get(service) if anchor else None
+    return lab.hosts_in(spec.placement) if spec else []
 
 
 def _vendor(lab: Lab, host: str) -> str | None:

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from labctl import __version__, catalog, project
+from labctl import __version__, catalog, project, schema
 from labctl import gpu as gpu_lib
 from labctl import health as health_lib
 from labctl import inventory as inventory_loader
@@ -35,6 +35,11 @@ models_app = typer.Typer(
     help="The models labctl plan places on the inference machines.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+db_app = typer.Typer(
+    help="The PostgreSQL primary and its replicas: promote a replica, rejoin a machine as a replica.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
 
 console = Console()
 err = Console(stderr=True)
@@ -476,25 +481,24 @@ def _result_json(result: Any, **extra: Any) -> str:
     )
 
 
-@app.command(context_settings=PASSTHROUGH)
-def deploy(
-    ctx: typer.Context,
-    target: TargetArg = "all",
-    check: Annotated[bool, typer.Option("--check", help="Dry run: report what would change.")] = False,
-    diff: Annotated[bool, typer.Option("--diff", help="Show file differences.")] = False,
-    as_json: JsonOpt = False,
-    sim: SimOpt = False,
-) -> None:
-    """Deploy the platform (site.yml) to machines, in dependency order.
-
-    Deploying some machines also re-renders what the other machines derive from the inventory
-    (/etc/hosts, and stacks that consume the deployed machines' services). Other options go to
-    ansible-playbook: -e, --tags, --limit, -v, ..."""
+def _deploy(
+    root: Path,
+    tgt: project.Target,
+    lab: Lab,
+    hosts: list[str],
+    target: str,
+    *,
+    check: bool = False,
+    diff: bool = False,
+    extra: list[str] | None = None,
+    as_json: bool = False,
+) -> tuple[bool, str]:
+    """Deploy the machines (site.yml), then refresh what the other machines derive from them;
+    print the outcome (unless as_json). Whether both went through, and the outcome as JSON."""
     from labctl import runner
 
-    root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=True)
     started = time.perf_counter()
-    common: dict[str, Any] = {"check": check, "diff": diff, "extra_args": extra, "env": tgt.env}
+    common: dict[str, Any] = {"check": check, "diff": diff, "extra_args": extra or [], "env": tgt.env}
     refresh: Any = None
     with _progress(lab, hosts, catalog.tiers(lab), quiet=as_json) as progress:
         result = runner.run_playbook(
@@ -524,12 +528,10 @@ def deploy(
         sorted(n for n, h in refresh.hosts.items() if h.status not in ("ok", "changed")) if refresh else []
     )
     ok = result.succeeded and (refresh is None or refresh.succeeded)
-    if as_json:
-        refreshed = {n: h.status for n, h in sorted(refresh.hosts.items())} if refresh else {}
-        print(
-            _result_json(result, ok=ok, refreshed=refreshed, refresh_errors=refresh.errors if refresh else [])
-        )
-    else:
+    refreshed = {n: h.status for n, h in sorted(refresh.hosts.items())} if refresh else {}
+    errors = refresh.errors if refresh else []
+    payload = _result_json(result, ok=ok, refreshed=refreshed, refresh_errors=errors)
+    if not as_json:
         mode = " (check mode)" if check else ""
         _summary(result, lab, f"labctl deploy {target}{mode}: {time.perf_counter() - started:.0f}s")
         if refresh is not None:
@@ -543,6 +545,27 @@ def deploy(
                 )
             for error in refresh.errors:
                 err.print(f"[red]error:[/red] {error}")
+    return ok, payload
+
+
+@app.command(context_settings=PASSTHROUGH)
+def deploy(
+    ctx: typer.Context,
+    target: TargetArg = "all",
+    check: Annotated[bool, typer.Option("--check", help="Dry run: report what would change.")] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show file differences.")] = False,
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Deploy the platform (site.yml) to machines, in dependency order.
+
+    Deploying some machines also re-renders what the other machines derive from the inventory
+    (/etc/hosts, and stacks that consume the deployed machines' services). Other options go to
+    ansible-playbook: -e, --tags, --limit, -v, ..."""
+    root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=True)
+    ok, payload = _deploy(root, tgt, lab, hosts, target, check=check, diff=diff, extra=extra, as_json=as_json)
+    if as_json:
+        print(payload)
     raise typer.Exit(0 if ok else 1)
 
 
@@ -780,6 +803,127 @@ def restore(
             f"(timeline {report['timeline']}); verified: {sizes}"
         )
     raise typer.Exit(0 if result.succeeded else 1)
+
+
+def _placement(lab: Lab, changes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The placement overrides with `changes` applied; a service placed as its group says
+    needs none."""
+    anchor = lab.anchor
+    settings = schema.platform(lab, anchor) if anchor else None
+    current = dict(settings.labctl_placement_overrides) if settings else {}
+    current.update(changes)
+    return {name: hosts for name, hosts in current.items() if hosts != catalog.group_hosts(lab, name)}
+
+
+def _db_step(result: Any, lab: Lab, title: str, machine: str, as_json: bool) -> None:
+    """Stop (exit 1) when the playbook did not go through on `machine`."""
+    host = result.hosts.get(machine)
+    # A machine that does not answer (a dead primary that cannot be fenced) is reported, not fatal.
+    failed = any(h.failed for h in result.hosts.values())
+    if host is not None and host.status in ("ok", "changed") and not failed:
+        return
+    if as_json:
+        print(_result_json(result, ok=False))
+    else:
+        _summary(result, lab, title)
+        err.print(f"[red]{title} failed[/red]: nothing was moved (placement unchanged)")
+    raise typer.Exit(1)
+
+
+@db_app.command("promote", context_settings=PASSTHROUGH)
+def db_promote(
+    ctx: typer.Context,
+    machine: Annotated[str, typer.Argument(help="The machine of the replica to promote.")],
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Make a replica the primary: fence the old primary (its server stopped, if its machine
+    answers), promote the replica, move the primary's place to its machine (placement.yml beside
+    the vault) and deploy it, which re-points every consumer (the postgres alias). Bring the old
+    primary back as a replica with `labctl db rejoin`."""
+    from labctl import runner
+
+    root, tgt, lab, hosts, extra = _playbook_run(ctx, machine, sim, as_json, decrypted=True)
+    replicas, primaries = _running(lab, "postgres_replica"), _running(lab, "postgres")
+    if len(hosts) != 1 or hosts[0] not in replicas:
+        where = ", ".join(replicas) or "no machine"
+        raise _fail(f"'{machine}' runs no PostgreSQL replica (the catalog places replicas on {where})")
+    new = hosts[0]
+    started = time.perf_counter()
+    result = runner.run_playbook(
+        root,
+        "playbooks/promote.yml",
+        tgt.sources,
+        limit=",".join([*primaries, new]),
+        extravars={**VALIDATED, "postgres_promote_to": new},
+        extra_args=extra,
+        env=tgt.env,
+    )
+    _db_step(result, lab, f"labctl db promote {new}", new, as_json)
+    promoted = time.perf_counter() - started
+    facts = {name: host.facts for name, host in result.hosts.items()}
+    fenced = {old: bool(facts.get(old, {}).get("postgres_fenced")) for old in primaries}
+    project.write_placement(
+        tgt, _placement(lab, {"postgres": [new], "postgres_replica": [r for r in replicas if r != new]})
+    )
+    lab = _checked_lab(tgt, decrypted=True, as_json=as_json)
+    ok, payload = _deploy(root, tgt, lab, [new], new, extra=extra, as_json=as_json)
+    report = {"primary": new, "fenced": fenced, "promoted_s": round(promoted, 1)}
+    if as_json:
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        print(json.dumps({**json.loads(payload), **report}))
+    else:
+        console.print(f"{new} is the primary (writes accepted {promoted:.0f}s after the start)")
+        for old, done in fenced.items():
+            if not done:
+                err.print(
+                    f"[magenta]{old} was not fenced[/magenta] (unreachable): its server may start again "
+                    f"when it comes back; run `labctl db rejoin {old}` then"
+                )
+    raise typer.Exit(0 if ok else 1)
+
+
+@db_app.command("rejoin", context_settings=PASSTHROUGH)
+def db_rejoin(
+    ctx: typer.Context,
+    machine: Annotated[str, typer.Argument(help="The machine to bring back as a replica (an old primary).")],
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Bring a machine back as a replica of the current primary: its PostgreSQL data (an old
+    primary's diverged history, or a broken replica's) is removed, then the primary and the
+    machine are deployed: the primary gets its slot, the machine clones it and streams
+    (synchronously, when postgres_synchronous is on)."""
+    from labctl import runner
+
+    root, tgt, lab, hosts, extra = _playbook_run(ctx, machine, sim, as_json, decrypted=True)
+    replicas, primaries = _running(lab, "postgres_replica"), _running(lab, "postgres")
+    if len(hosts) != 1:
+        raise _fail(f"'{machine}' names {len(hosts)} machines: rejoin one machine at a time")
+    if not primaries:
+        raise _fail("the catalog places no PostgreSQL primary to rejoin (promote a replica first)")
+    old = hosts[0]
+    if old in primaries:
+        raise _fail(f"'{old}' runs the PostgreSQL primary: rejoin another machine as its replica")
+    started = time.perf_counter()
+    result = runner.run_playbook(
+        root,
+        "playbooks/rejoin.yml",
+        tgt.sources,
+        limit=old,
+        extravars={**VALIDATED, "postgres_rejoin": old},
+        extra_args=extra,
+        env=tgt.env,
+    )
+    _db_step(result, lab, f"labctl db rejoin {old}", old, as_json)
+    project.write_placement(tgt, _placement(lab, {"postgres_replica": lab.ordered([*replicas, old])}))
+    lab = _checked_lab(tgt, decrypted=True, as_json=as_json)
+    ok, payload = _deploy(root, tgt, lab, lab.ordered([*primaries, old]), old, extra=extra, as_json=as_json)
+    if as_json:
+        print(json.dumps({**json.loads(payload), "seconds": round(time.perf_counter() - started, 1)}))
+    elif ok:
+        console.print(f"{old} is a replica of {', '.join(primaries)} again")
+    raise typer.Exit(0 if ok else 1)
 
 
 @models_app.command("pull", context_settings=PASSTHROUGH)

@@ -41,6 +41,31 @@ class Target:
         return self.vault_dir / "vault.yml"
 
 
+PLACEMENT_FILE = "placement.yml"
+PLACEMENT_HEADER = """---
+# Written by `labctl db promote` / `labctl db rejoin`: the machines these services run on now,
+# instead of their placement groups (group_vars/all/services.yml). Never edit by hand; it goes
+# away when the placement is the groups' again. Deleting it (and deploying) returns the services
+# to their groups -- only do that once the machines are what the groups say.
+"""
+
+
+def write_placement(tgt: Target, overrides: dict[str, list[str]]) -> Path:
+    """Write (or, with nothing to override, remove) the placement overrides beside the vault."""
+    path = tgt.vault_dir / PLACEMENT_FILE
+    if not overrides:
+        path.unlink(missing_ok=True)
+        return path
+    lines = [PLACEMENT_HEADER + "all:", "  vars:", "    labctl_placement_overrides:"]
+    lines += [f"      {name}: [{', '.join(hosts)}]" for name, hosts in sorted(overrides.items())]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text("\n".join(lines) + "\n")
+    temporary.replace(path)
+    if path not in tgt.sources and not any(s.is_dir() and path.parent == s for s in tgt.sources):
+        tgt.sources.append(path)
+    return path
+
+
 def sim_state(project: Path) -> Path:
     return project / SIM_DIR
 
@@ -66,5 +91,8 @@ def target(project: Path, *, sim: bool, extra: list[Path] | None = None) -> Targ
         vault = vault_dir / "vault.yml"
         if not first.is_dir() and vault.is_file() and vault not in sources:
             sources.append(vault)  # the secrets beside an inventory file go with it
+        placement = vault_dir / PLACEMENT_FILE
+        if not first.is_dir() and placement.is_file() and placement not in sources:
+            sources.append(placement)  # so does the placement labctl db promote wrote
         return Target(sources, vault_dir, False, {})
     return Target([project / "inventory"], project / "inventory", False, {})

@@ -294,6 +294,9 @@ class Platform(Strict):
     labctl_log_max_size: Annotated[StrictStr, Field(pattern=r"^[1-9][0-9]*[kmg]$")] = "10m"
     labctl_log_max_file: Annotated[StrictInt, Field(ge=1, le=100)] = 3
     labctl_metrics_textfile_dir: AbsolutePath
+    # Written by `labctl db promote|rejoin` (placement.yml beside the vault): service -> the
+    # machines it runs on instead of its placement group's.
+    labctl_placement_overrides: dict[Name, list[HostName]] = {}
 
 
 class Connection(Strict):

@@ -130,6 +130,9 @@ def _domain(_: Lab, settings: schema.Platform) -> Iterator[Problem]:
 def _services(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
     host_names = set(lab.groups.get("all", []))
     aliases: dict[str, str] = {}
+    for name in settings.labctl_placement_overrides:
+        if name not in settings.labctl_services:
+            yield Problem("all", f"labctl_placement_overrides.{name}", f"no service '{name}' in the catalog")
     for name, spec in settings.labctl_services.items():
         var = f"labctl_services.{name}"
         if spec.tier not in settings.labctl_tiers:
@@ -138,6 +141,13 @@ def _services(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
                 f"{var}.tier",
                 f"'{spec.tier}' is not a tier of labctl_tiers ({', '.join(settings.labctl_tiers)})",
             )
+        for host in settings.labctl_placement_overrides.get(name, []):
+            if host not in lab.managed:
+                yield Problem(
+                    "all",
+                    f"labctl_placement_overrides.{name}",
+                    f"'{host}' is not a machine labctl manages (not in 'lab')",
+                )
         group = spec.placement
         if group not in lab.groups:
             yield Problem("all", f"{var}.placement", f"group '{group}' is not in the inventory")

@@ -40,8 +40,10 @@ def rpo_sample() -> float:
     psql("CREATE TABLE IF NOT EXISTS bench_rpo (at timestamptz DEFAULT clock_timestamp())", "bench")
     psql("SELECT pg_switch_wal()")  # start from a fresh segment, as after a quiet period
     time.sleep(1)
-    insert = "INSERT INTO bench_rpo DEFAULT VALUES; SELECT pg_walfile_name(pg_current_wal_lsn())"
-    segment = psql(insert, "bench")
+    psql("INSERT INTO bench_rpo DEFAULT VALUES", "bench")  # committed when psql returns
+    # The segment that holds the commit record (the insert position: the write position may
+    # still be at the start of the segment, which names the previous one).
+    segment = psql("SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
     committed = time.monotonic()
     while psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment:
         time.sleep(0.25)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.lab.conftest import box_of, labctl, labctl_json
-from tests.lab.test_postgres import PRIMARY, admin, query, wait_streaming
+from tests.lab.test_postgres import PRIMARY, REPLICA, admin, query, wait_streaming
 
 STACK = "docker compose --project-name postgres --project-directory /opt/ai-platform/stacks/postgres"
 REPOSITORY = "/srv/labsim-nas/backups/postgres"  # the NAS's backups export, as the sim mounts it
@@ -64,6 +64,19 @@ def dump() -> tuple[list[str], dict[str, int]]:
     return lines, positions
 
 
+def replica_follows(by_name: Any, note: str) -> None:
+    """A write on the restored primary reaches the replica, which stays a standby (a replica that
+    copied the restore's recovery target would promote itself at its first commit)."""
+    sql(str(by_name["erebus"].address), f"INSERT INTO labctl_restore (note) VALUES ('{note}')")
+    deadline = time.monotonic() + 30
+    check = f"SELECT count(*) FROM labctl_restore WHERE note = '{note}'"
+    while query("orpheus", str(by_name["thanatos"].address), [check])["rows"] != [[[1]]]:
+        assert time.monotonic() < deadline, f"{note} did not reach the replica"
+        time.sleep(0.5)
+    assert admin("thanatos", REPLICA, "SELECT pg_is_in_recovery()") == "t"
+    assert wait_streaming() == "thanatos|streaming|quorum"
+
+
 @pytest.fixture(scope="module")
 def table(erebus) -> None:
     sql(
@@ -99,7 +112,7 @@ def test_a_backup_is_reported_kept_on_the_nas_and_measured(erebus, table):
     assert backup()["newest"]["type"] == "diff"
 
 
-def test_a_restore_brings_back_everything_archived(erebus, table):
+def test_a_restore_brings_back_everything_archived(erebus, table, by_name):
     sql(erebus, "INSERT INTO labctl_restore (note) SELECT 'after-' || g FROM generate_series(1, 500) g")
     archive_now()
     before, positions = dump()
@@ -111,11 +124,11 @@ def test_a_restore_brings_back_everything_archived(erebus, table):
     after, moved = dump()
     assert after == before  # every schema object and every row
     assert moved.keys() == positions.keys() and all(moved[n] >= positions[n] for n in positions)
-    # The replica was cloned anew from the restored primary and streams again.
-    assert wait_streaming() == "thanatos|streaming|quorum"
+    # The replica was cloned anew from the restored primary and follows it.
+    replica_follows(by_name, "after-latest-restore")
 
 
-def test_a_point_in_time_restore_lands_between_two_marked_writes(erebus, table):
+def test_a_point_in_time_restore_lands_between_two_marked_writes(erebus, table, by_name):
     sql(erebus, "INSERT INTO labctl_restore (note) VALUES ('mark-A')")
     target = sql(erebus, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
     target_time = f"{target[0][0][0]}+00"
@@ -130,4 +143,4 @@ def test_a_point_in_time_restore_lands_between_two_marked_writes(erebus, table):
     rc, out = labctl_json("--sim", "restore", "erebus", "--time", target_time, "--force")
     assert rc == 0, out
     assert sql(erebus, marks) == [[["mark-A"]]]
-    assert wait_streaming() == "thanatos|streaming|quorum"
+    replica_follows(by_name, "after-point-in-time-restore")

@@ -252,7 +252,7 @@ def test_a_disabled_replica_keeps_its_data_unless_purged(addr, table, replica_se
         thanatos.check_output("docker ps -a -q --filter label=com.docker.compose.project=postgres_replica")
         == ""
     )
-    assert "postgres_replica_data" in thanatos.check_output("docker volume ls -q")
+    assert "postgres_data" in thanatos.check_output("docker volume ls -q").split()
     assert admin("erebus", PRIMARY, "SHOW synchronous_standby_names") == ""
     while_away = f"while-away-{time.time()}"
     write(addr, while_away)  # returns: nothing to wait for
@@ -269,7 +269,7 @@ def test_a_disabled_replica_keeps_its_data_unless_purged(addr, table, replica_se
     replica_settings(postgres_replica_enabled=False, compose_stack_remove_volumes=True)
     rc, result = labctl_json("--sim", "deploy", "erebus,thanatos")
     assert rc == 0, result
-    assert "postgres_replica_data" not in thanatos.check_output("docker volume ls -q")
+    assert "postgres_data" not in thanatos.check_output("docker volume ls -q").split()
     replica_settings()
     rc, result = labctl_json("--sim", "deploy", "erebus,thanatos")
     assert rc == 0, result

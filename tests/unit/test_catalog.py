@@ -179,3 +179,22 @@ def test_consumer_stacks_follow_the_consumes_key(inventory_copy):
     lab = inventory_copy.load()
     assert [s["service"] for s in catalog.consumer_stacks(lab, "moros", ["nyx"])] == ["scraper"]
     assert catalog.consumer_stacks(lab, "erebus", ["nyx"]) == []
+
+
+def test_a_placement_override_moves_a_service_and_its_name(inventory_copy):
+    """What labctl db promote writes beside the vault: the primary on thanatos, no replica."""
+    from labctl import project
+
+    target = project.target(inventory_copy.dir, sim=False, extra=[inventory_copy.dir])
+    project.write_placement(target, {"postgres": ["thanatos"], "postgres_replica": []})
+    lab = inventory_copy.load()
+    placed = {(i.service, i.host) for i in catalog.instances(lab, services=["postgres", "postgres_replica"])}
+    assert placed == {("postgres", "thanatos")}
+    names = {e["host"]: e["names"] for e in catalog.hosts_entries(lab)}
+    assert "postgres.home.arpa" in names["thanatos"] and "postgres.home.arpa" not in names["erebus"]
+    assert catalog.group_hosts(lab, "postgres") == ["erebus"]  # the groups are untouched
+    # Nothing left to override: the file goes, and the groups place the services again.
+    project.write_placement(target, {})
+    assert not (inventory_copy.dir / "placement.yml").exists()
+    placed = {(i.service, i.host) for i in catalog.instances(inventory_copy.load(), services=["postgres"])}
+    assert placed == {("postgres", "erebus")}

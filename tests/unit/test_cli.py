@@ -314,3 +314,15 @@ def test_backup_and_restore_run_on_the_machines_that_keep_the_data(inventory_cop
     assert nothing.exit_code == 0 and "nothing to back up on gpu_nvidia" in flat(nothing.output)
     bad = run(inventory_copy, "backup", "erebus", "--type", "weekly")
     assert bad.exit_code == 2 and "--type must be" in flat(bad.stderr)
+
+
+def test_promote_and_rejoin_refuse_the_wrong_machine_before_running_anything(inventory_copy, monkeypatch):
+    calls = []
+    monkeypatch.setattr("labctl.runner.run_playbook", lambda *a, **k: calls.append(k))
+    promote = run(inventory_copy, "db", "promote", "erebus")
+    assert promote.exit_code == 2
+    refused = "'erebus' runs no PostgreSQL replica (the catalog places replicas on thanatos)"
+    assert refused in flat(promote.stderr)
+    rejoin = run(inventory_copy, "db", "rejoin", "erebus")
+    assert rejoin.exit_code == 2 and "'erebus' runs the PostgreSQL primary" in flat(rejoin.stderr)
+    assert calls == [] and not (inventory_copy.dir / "placement.yml").exists()

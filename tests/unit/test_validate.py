@@ -268,3 +268,18 @@ def test_a_wrong_password_is_an_error_not_a_traceback(inventory_copy):
     lab = inventory_copy.load(password="not-the-password")
     with pytest.raises(InventoryError, match="does not decrypt"):
         lab.var("erebus", "redis_password")
+
+
+def test_a_placement_override_names_catalog_services_and_managed_machines(inventory_copy):
+    overrides = {"postgres": ["truenas"], "no_such_service": ["erebus"]}
+    (inventory_copy.dir / "placement.yml").write_text(
+        yaml.safe_dump({"all": {"vars": {"labctl_placement_overrides": overrides}}})
+    )
+    found = problems(inventory_copy)
+    unknown = "no service 'no_such_service' in the catalog"
+    assert ("all", "labctl_placement_overrides.no_such_service", unknown) in found
+    assert (
+        "all",
+        "labctl_placement_overrides.postgres",
+        "'truenas' is not a machine labctl manages (not in 'lab')",
+    ) in found
