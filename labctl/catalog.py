@@ -199,6 +199,20 @@ def instances(
     return result
 
 
+def placed_on(lab: Lab, service: str) -> list[str]:
+    """The machines the catalog places a service on (enabled instances)."""
+    return [i.host for i in instances(lab, services=[service])]
+
+
+def placement_overrides(lab: Lab, changes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The placement overrides (labctl_placement_overrides) with `changes` applied; a service
+    placed as its group says needs none."""
+    anchor = lab.anchor
+    current = dict(_settings(lab, anchor).labctl_placement_overrides) if anchor else {}
+    current.update(changes)
+    return {name: hosts for name, hosts in current.items() if hosts != group_hosts(lab, name)}
+
+
 def group_hosts(lab: Lab, service: str) -> list[str]:
     """The machines of a service's placement group (what it runs on without an override)."""
     anchor = lab.anchor

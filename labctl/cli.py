@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from labctl import __version__, catalog, project, schema
+from labctl import __version__, catalog, project
 from labctl import gpu as gpu_lib
 from labctl import health as health_lib
 from labctl import inventory as inventory_loader
@@ -440,6 +440,30 @@ def _playbook_run(
     return root, tgt, lab, hosts, extra
 
 
+def _run(
+    root: Path,
+    tgt: project.Target,
+    playbook: str,
+    hosts: list[str],
+    extra: list[str],
+    progress: Any = None,
+    **extravars: Any,
+) -> Any:
+    """A playbook on `hosts` of the target's inventory, which labctl has validated."""
+    from labctl import runner
+
+    return runner.run_playbook(
+        root,
+        playbook,
+        tgt.sources,
+        limit=",".join(hosts),
+        extravars={**VALIDATED, **extravars},
+        extra_args=extra,
+        env=tgt.env,
+        progress=progress,
+    )
+
+
 def _summary(result: Any, lab: Lab | None, title: str) -> None:
     table = Table("host", "ok", "changed", "failed", "unreachable", "skipped", "status", title=title)
     names = lab.ordered(list(result.hosts)) if lab else sorted(result.hosts)
@@ -701,12 +725,12 @@ def backup(
     """Back up now what the machines keep (the PostgreSQL primary: a pgBackRest base backup into
     the repository on the NAS, and a logical dump of every database), and report the newest
     backup: its size, how long it took and its age. The same job runs nightly from a timer."""
-    from labctl import runner
 
     if kind not in ("auto", "full", "diff", "incr"):
         raise _fail(f"--type must be auto, full, diff or incr, not '{kind}'")
     root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=True)
-    wanted = [h for h in hosts if any(s["service"] in BACKED_UP for s in catalog.host_stacks(lab, h))]
+    keeping = {host for service in BACKED_UP for host in catalog.placed_on(lab, service)}
+    wanted = [h for h in hosts if h in keeping]
     if not wanted:
         if as_json:
             print(json.dumps({"ok": True, "backups": {}}))
@@ -715,16 +739,7 @@ def backup(
         raise typer.Exit(0)
     started = time.perf_counter()
     with _progress(lab, wanted, catalog.tiers(lab), quiet=as_json) as progress:
-        result = runner.run_playbook(
-            root,
-            "playbooks/backup.yml",
-            tgt.sources,
-            limit=",".join(wanted),
-            extravars={**VALIDATED, "postgres_backup_type": kind},
-            extra_args=extra,
-            env=tgt.env,
-            progress=progress,
-        )
+        result = _run(root, tgt, "playbooks/backup.yml", wanted, extra, progress, postgres_backup_type=kind)
     done = [n for n in wanted if n in result.hosts]
     reports = {n: result.hosts[n].facts.get("postgres_backup_report", {}) for n in done}
     if as_json:
@@ -754,11 +769,6 @@ def backup(
 RESTORE_TIME_HELP = 'Point in time to recover to, e.g. "2026-12-01 08:00:00+00" (default: the latest).'
 
 
-def _running(lab: Lab, service: str) -> list[str]:
-    """The machines the catalog places a service on."""
-    return [h for h in lab.managed if any(s["service"] == service for s in catalog.host_stacks(lab, h))]
-
-
 @app.command(context_settings=PASSTHROUGH)
 def restore(
     ctx: typer.Context,
@@ -771,25 +781,24 @@ def restore(
     """Restore the PostgreSQL primary from the pgBackRest repository, to the latest archived
     state or to a point in time, verify every database reads back whole, then clone the
     replicas anew. A running primary is left alone without --force."""
-    from labctl import runner
 
     root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=True)
-    primaries = _running(lab, "postgres")
+    primaries = catalog.placed_on(lab, "postgres")
     if len(hosts) != 1 or hosts[0] not in primaries:
         where = ", ".join(primaries) or "no machine"
         raise _fail(f"'{target}' is not the PostgreSQL primary's machine (the catalog places it on {where})")
-    replicas = _running(lab, "postgres_replica")
+    replicas = catalog.placed_on(lab, "postgres_replica")
     started = time.perf_counter()
     with _progress(lab, hosts + replicas, catalog.tiers(lab), quiet=as_json) as progress:
-        result = runner.run_playbook(
+        result = _run(
             root,
+            tgt,
             "playbooks/restore.yml",
-            tgt.sources,
-            limit=",".join(hosts + replicas),
-            extravars={**VALIDATED, "postgres_restore_target": at, "postgres_restore_force": force},
-            extra_args=extra,
-            env=tgt.env,
-            progress=progress,
+            hosts + replicas,
+            extra,
+            progress,
+            postgres_restore_target=at,
+            postgres_restore_force=force,
         )
     report = result.hosts[hosts[0]].facts.get("postgres_restore_report") if hosts[0] in result.hosts else None
     if as_json:
@@ -803,16 +812,6 @@ def restore(
             f"(timeline {report['timeline']}); verified: {sizes}"
         )
     raise typer.Exit(0 if result.succeeded else 1)
-
-
-def _placement(lab: Lab, changes: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The placement overrides with `changes` applied; a service placed as its group says
-    needs none."""
-    anchor = lab.anchor
-    settings = schema.platform(lab, anchor) if anchor else None
-    current = dict(settings.labctl_placement_overrides) if settings else {}
-    current.update(changes)
-    return {name: hosts for name, hosts in current.items() if hosts != catalog.group_hosts(lab, name)}
 
 
 def _db_step(result: Any, lab: Lab, title: str, machine: str, as_json: bool) -> None:
@@ -841,31 +840,21 @@ def db_promote(
     answers), promote the replica, move the primary's place to its machine (placement.yml beside
     the vault) and deploy it, which re-points every consumer (the postgres alias). Bring the old
     primary back as a replica with `labctl db rejoin`."""
-    from labctl import runner
 
     root, tgt, lab, hosts, extra = _playbook_run(ctx, machine, sim, as_json, decrypted=True)
-    replicas, primaries = _running(lab, "postgres_replica"), _running(lab, "postgres")
+    replicas, primaries = catalog.placed_on(lab, "postgres_replica"), catalog.placed_on(lab, "postgres")
     if len(hosts) != 1 or hosts[0] not in replicas:
         where = ", ".join(replicas) or "no machine"
         raise _fail(f"'{machine}' runs no PostgreSQL replica (the catalog places replicas on {where})")
     new = hosts[0]
     started = time.perf_counter()
-    result = runner.run_playbook(
-        root,
-        "playbooks/promote.yml",
-        tgt.sources,
-        limit=",".join([*primaries, new]),
-        extravars={**VALIDATED, "postgres_promote_to": new},
-        extra_args=extra,
-        env=tgt.env,
-    )
+    result = _run(root, tgt, "playbooks/promote.yml", [*primaries, new], extra, postgres_promote_to=new)
     _db_step(result, lab, f"labctl db promote {new}", new, as_json)
     promoted = time.perf_counter() - started
     facts = {name: host.facts for name, host in result.hosts.items()}
     fenced = {old: bool(facts.get(old, {}).get("postgres_fenced")) for old in primaries}
-    project.write_placement(
-        tgt, _placement(lab, {"postgres": [new], "postgres_replica": [r for r in replicas if r != new]})
-    )
+    moved = {"postgres": [new], "postgres_replica": [r for r in replicas if r != new]}
+    project.write_placement(tgt, catalog.placement_overrides(lab, moved))
     lab = _checked_lab(tgt, decrypted=True, as_json=as_json)
     ok, payload = _deploy(root, tgt, lab, [new], new, extra=extra, as_json=as_json)
     report = {"primary": new, "fenced": fenced, "promoted_s": round(promoted, 1)}
@@ -894,10 +883,9 @@ def db_rejoin(
     primary's diverged history, or a broken replica's) is removed, then the primary and the
     machine are deployed: the primary gets its slot, the machine clones it and streams
     (synchronously, when postgres_synchronous is on)."""
-    from labctl import runner
 
     root, tgt, lab, hosts, extra = _playbook_run(ctx, machine, sim, as_json, decrypted=True)
-    replicas, primaries = _running(lab, "postgres_replica"), _running(lab, "postgres")
+    replicas, primaries = catalog.placed_on(lab, "postgres_replica"), catalog.placed_on(lab, "postgres")
     if len(hosts) != 1:
         raise _fail(f"'{machine}' names {len(hosts)} machines: rejoin one machine at a time")
     if not primaries:
@@ -906,17 +894,10 @@ def db_rejoin(
     if old in primaries:
         raise _fail(f"'{old}' runs the PostgreSQL primary: rejoin another machine as its replica")
     started = time.perf_counter()
-    result = runner.run_playbook(
-        root,
-        "playbooks/rejoin.yml",
-        tgt.sources,
-        limit=old,
-        extravars={**VALIDATED, "postgres_rejoin": old},
-        extra_args=extra,
-        env=tgt.env,
-    )
+    result = _run(root, tgt, "playbooks/rejoin.yml", [old], extra, postgres_rejoin=old)
     _db_step(result, lab, f"labctl db rejoin {old}", old, as_json)
-    project.write_placement(tgt, _placement(lab, {"postgres_replica": lab.ordered([*replicas, old])}))
+    joined = {"postgres_replica": lab.ordered([*replicas, old])}
+    project.write_placement(tgt, catalog.placement_overrides(lab, joined))
     lab = _checked_lab(tgt, decrypted=True, as_json=as_json)
     ok, payload = _deploy(root, tgt, lab, lab.ordered([*primaries, old]), old, extra=extra, as_json=as_json)
     if as_json:
@@ -934,7 +915,6 @@ def models_pull(
     it there: Ollama pulls through its API (resuming an interrupted download), llama.cpp's GGUF
     files are copied from the workstation or downloaded. What is already there is left alone."""
     from labctl import models as models_lib
-    from labctl import runner
 
     started = time.perf_counter()
     root, tgt, lab, hosts, extra = _playbook_run(ctx, target, sim, as_json, decrypted=False)
@@ -946,16 +926,7 @@ def models_pull(
             console.print(f"labctl plan places no model on {target}: nothing to pull")
         raise typer.Exit(0)
     with _progress(lab, wanted, catalog.tiers(lab), quiet=as_json) as progress:
-        result = runner.run_playbook(
-            root,
-            "playbooks/models.yml",
-            tgt.sources,
-            limit=",".join(wanted),
-            extravars=VALIDATED,
-            extra_args=extra,
-            env=tgt.env,
-            progress=progress,
-        )
+        result = _run(root, tgt, "playbooks/models.yml", wanted, extra, progress)
     placed = {h: [d.model for d in models_lib.host_models(lab, h)] for h in wanted}
     if as_json:
         print(_result_json(result, models=placed))
