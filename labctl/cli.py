@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -291,10 +292,14 @@ def init(
     if rotated:
         lab = _lab(target)
         names = {c.name for c in rotated}
-        hosts = sorted({i.host for i in catalog.instances(lab) if names & set(i.secrets)})
-        stacks = sorted({s for c in rotated for s in c.services})
+        using = [i for i in catalog.instances(lab) if names & set(i.secrets)]
+        hosts = sorted({i.host for i in using})
+        where: dict[str, list[str]] = {}
+        for instance in using:
+            where.setdefault(instance.service, []).append(instance.host)
+        stacks = "; ".join(f"{service} on {', '.join(on)}" for service, on in where.items())
         console.print(
-            f"redeploy to apply: {', '.join(stacks)} on {', '.join(hosts) or 'no machine'} -- "
+            f"redeploy to apply: {stacks or 'no stack'} -- "
             f"`labctl{' --sim' if target.sim else ''} deploy {','.join(hosts) or 'all'}`"
         )
 
@@ -936,6 +941,157 @@ def models_pull(
         if result.succeeded:
             console.print(f"{count} model copies in place on {len(placed)} machine(s)")
     raise typer.Exit(0 if result.succeeded else 1)
+
+
+@app.command()
+def bench(
+    url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible API (…/v1); default: the lab's gateway.")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LABCTL_BENCH_KEY", help="Bearer key; default: the gateway's master key (vault)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model to ask; default: the chat model with most copies.")
+    ] = None,
+    concurrency: Annotated[
+        str, typer.Option(help="Concurrencies to sweep, comma-separated.")
+    ] = "1,2,4,8,16,32",
+    requests: Annotated[int, typer.Option(min=1, help="Requests per step.")] = 50,
+    prompts: Annotated[str, typer.Option(help="Prompt sizes: short, medium, long.")] = "short,medium,long",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Tokens asked for per answer.")] = 16,
+    stream: Annotated[
+        bool, typer.Option(help="Streamed answers (time to first token) or whole ones.")
+    ] = True,
+    compare: Annotated[
+        str | None, typer.Option(help="A second endpoint (a backend directly), measured step by step.")
+    ] = None,
+    chaos: Annotated[
+        str | None,
+        typer.Option(
+            help="Simulated lab: cut this machine's power in the middle of each step, then power it on."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where results.json and results.csv go.")] = None,
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Load an OpenAI-compatible endpoint (the gateway by default): a sweep over prompt sizes and
+    concurrencies of streamed chat completions, with requests/s, latency and time-to-first-token
+    percentiles, tokens/s, errors and the spread over the gateway's deployments. --compare measures
+    a second endpoint in the same run and prints the latency the first adds; --chaos cuts a
+    simulated machine's power mid-step and reports client errors and the recovery."""
+    import asyncio
+
+    from labctl import bench as bench_lib
+    from labctl import gateway as gateway_lib
+
+    root = _root()
+    tgt = _target(root, sim)
+    lab = _lab(tgt)
+    if url is None or key is None or model is None:
+        placed = catalog.instances(lab, services=["litellm"])
+        if url is None:
+            if not placed:
+                raise _fail("the catalog places no gateway (litellm): give --url")
+            url = f"http://{placed[0].address}:{placed[0].ports['api']}/v1"
+        if key is None:
+            try:
+                key = vault_lib.read(tgt.vault_file, vault_lib.password(tgt.env) or "").get(
+                    "litellm_master_key", ""
+                )
+            except vault_lib.VaultError as exc:
+                raise _fail(f"{exc} (or give --key)") from exc
+        if model is None:
+            copies = Counter(r.model for r in gateway_lib.routes(lab) if r.mode == "chat")
+            if not copies:
+                raise _fail("the plan places no chat model: give --model")
+            model = copies.most_common(1)[0][0]
+    if chaos and not (sim or state.sim):
+        raise _fail("--chaos cuts a simulated machine's power: use it with --sim")
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError as exc:
+        raise _fail(f"--concurrency: {concurrency!r} is not a list of numbers") from exc
+    sizes = [p.strip() for p in prompts.split(",") if p.strip()]
+    unknown = [p for p in sizes if p not in bench_lib.PROMPTS]
+    if unknown or not levels or min(levels) < 1:
+        raise _fail(f"--prompts takes {', '.join(bench_lib.PROMPTS)}; --concurrency positive numbers")
+    out = out or root / ".labctl" / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    steps: list[Any] = []
+    added: list[dict[str, Any]] = []
+    recoveries: list[dict[str, Any]] = []
+    for size in sizes:
+        for level in levels:
+            during = None
+            marks: dict[str, float] = {}
+            if chaos:
+                during = _chaos(chaos, marks)
+            step = asyncio.run(
+                bench_lib.run_step(
+                    url, key, model, size, level, requests, max_tokens, during=during, stream=stream
+                )
+            )
+            steps.append(step)
+            if chaos and "back" in marks:
+                recoveries.append(
+                    bench_lib.recovery(step, f"{model}@{chaos}", marks["back"]) | {"concurrency": level}
+                )
+            if compare:
+                direct = asyncio.run(
+                    bench_lib.run_step(compare, "", model, size, level, requests, max_tokens, stream=stream)
+                )
+                steps.append(direct)
+                added.append(bench_lib.added_latency(step, direct))
+            if not as_json:
+                row = step.summary()
+                console.print(
+                    f"{size:6} c={level:<3} {row['rps']:8.1f} req/s  p50 {row['latency_p50_ms']} ms  "
+                    f"p95 {row['latency_p95_ms']} ms  ttft p50 {row['ttft_p50_ms']} ms  "
+                    f"{row['tokens_per_s']} tok/s  errors {row['errors']}  balance {row['balance']}"
+                )
+                if added:
+                    console.print(f"         added by {url}: {added[-1]}")
+    files = bench_lib.write(out, steps, {"url": url, "model": model, "added": added, "chaos": recoveries})
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "url": url,
+                    "model": model,
+                    "steps": [s.summary() for s in steps],
+                    "added": added,
+                    "chaos": recoveries,
+                    "files": [str(f) for f in files],
+                }
+            )
+        )
+    else:
+        for item in recoveries:
+            console.print(f"chaos: {item}")
+        console.print(f"results: {', '.join(str(f) for f in files)}")
+    failed = sum(s.summary()["errors"] for s in steps)
+    raise typer.Exit(1 if failed and not chaos else 0)
+
+
+def _chaos(machine: str, marks: dict[str, float]) -> Any:
+    """A fault for one bench step: after 2 s cut the machine's power, after 10 s power it on
+    (waiting for its SSH server); `marks` gets when it was back (seconds since the step began)."""
+    import asyncio
+
+    from labctl import sim
+
+    async def fault(t0: float) -> None:
+        await asyncio.sleep(2)
+        await asyncio.to_thread(sim.act, "kill", machine)
+        await asyncio.sleep(8)
+        await asyncio.to_thread(sim.act, "start", machine)
+        marks["back"] = time.perf_counter() - t0
+
+    return fault
 
 
 # --- the simulated lab ---------------------------------------------------------------------------

@@ -121,6 +121,7 @@ class Deployment:
     placed: str  # "explicit" (the model's `hosts`) or "auto"
     source: str
     context: int  # tokens of context the server gives it
+    mode: str = "chat"  # "embedding": the engine serves embeddings for it
 
 
 @dataclass
@@ -193,7 +194,14 @@ def _deployment(model: schema.ModelSpec, node: Node, placed: str) -> Deployment:
     backend = _backend(model, node)
     assert backend is not None  # placement only uses machines _allowed admits
     return Deployment(
-        model.name, node.name, backend, need_gb(model), placed, _source(model, backend), model.context
+        model.name,
+        node.name,
+        backend,
+        need_gb(model),
+        placed,
+        _source(model, backend),
+        model.context,
+        model.mode,
     )
 
 

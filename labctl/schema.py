@@ -233,6 +233,11 @@ class ModelSpec(Strict):
     hosts: list[HostName] = []
     replicas: Count = 1
     only_on: list[HostName | Name] = []
+    # What the gateway offers it as: a chat model, or an embedding model (no chat, no fallbacks).
+    mode: Literal["chat", "embedding"] = "chat"
+    # Models the gateway tries, in order, when every copy of this one failed; unset: the larger
+    # chat models, next larger first (labctl_gateway_cascade). [] for none.
+    fallbacks: list[Annotated[StrictStr, Field(min_length=1, max_length=200)]] | None = None
 
     @model_validator(mode="after")
     def _sized(self) -> ModelSpec:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from labctl import catalog, models, schema
+from labctl import catalog, gateway, models, schema
 from labctl.model import VAULTED, Lab, Problem
 
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -302,6 +302,7 @@ def _images(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
 def _models(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
     """The model catalog places on the inference machines without over-committing any."""
     yield from models.problems(lab, settings)
+    yield from gateway.problems(lab, settings)
 
 
 @cache

@@ -207,10 +207,20 @@ def labctl_model_files(deployments: Sequence[Mapping[str, Any]], suffix: str) ->
     return [{**d, "file": file_name(str(d["model"]), suffix)} for d in deployments]
 
 
+def labctl_gateway(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], external: str | None = None
+) -> dict[str, Any]:
+    """The gateway's model list (one route per placed model copy), fallbacks and shared state."""
+    from labctl import gateway
+
+    return gateway.view(_lab(hostvars, groups), external or None)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "labctl_host_models": labctl_host_models,
+            "labctl_gateway": labctl_gateway,
             "labctl_model_files": labctl_model_files,
             "labctl_gpu_query": labctl_gpu_query,
             "labctl_gpu_check": labctl_gpu_check,

@@ -1,26 +1,36 @@
 """Secrets reach stacks only through their 0600 files: a full converge with the whole output
 captured shows neither the old nor the new value of a rotated secret, and the services use the
-new values (Redis, a database owner, the PostgreSQL superuser and the replication user)."""
+new values (Redis, a database owner, the PostgreSQL superuser and the replication user, the
+gateway's master key)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 
+import httpx
+
 from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json, sim_env, sim_secret
 from tests.lab.test_postgres import query, wait_streaming
 from tests.lab.test_redis import redis
 
-ROTATED = ["redis_password", "litellm_db_password", "postgres_password", "postgres_replication_password"]
+ROTATED = [
+    "redis_password",
+    "litellm_db_password",
+    "postgres_password",
+    "postgres_replication_password",
+    "litellm_master_key",
+]
 
 
 def test_rotated_secrets_are_applied_and_never_shown(by_name):
     old = {name: sim_secret(name) for name in ROTATED}
     rotate = labctl("--sim", "init", *(f"--rotate={name}" for name in ROTATED))
     assert rotate.returncode == 0, rotate.stderr
-    assert "redeploy to apply: postgres, postgres_replica, redis on erebus, thanatos" in " ".join(
-        rotate.stdout.split()
-    )
+    assert (
+        "redeploy to apply: postgres on erebus; postgres_replica on thanatos; redis on erebus; "
+        "litellm on orpheus -- `labctl --sim deploy erebus,orpheus,thanatos`"
+    ) in " ".join(rotate.stdout.split())
     new = {name: sim_secret(name) for name in ROTATED}
     assert all(new[name] != old[name] for name in ROTATED)
 
@@ -36,7 +46,7 @@ def test_rotated_secrets_are_applied_and_never_shown(by_name):
     converge = subprocess.run(playbook, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     output = converge.stdout + converge.stderr
     assert converge.returncode == 0, output[-3000:]
-    for machine in ("erebus", "thanatos"):
+    for machine in ("erebus", "thanatos", "orpheus"):
         assert re.search(rf"^{machine}\s+: ok=\d+\s+changed=[1-9]", output, re.M), (
             f"the rotation reached {machine}"
         )
@@ -50,6 +60,18 @@ def test_rotated_secrets_are_applied_and_never_shown(by_name):
     assert query("orpheus", address, ["SELECT 1"], password=new["litellm_db_password"])["ok"]
     refused = query("orpheus", address, ["SELECT 1"], password=old["litellm_db_password"])
     assert "password authentication failed" in refused["error"]
+    # The gateway takes the new master key and refuses the old one.
+    gateway = f"http://{by_name['orpheus'].address}:4000/v1/models"
+    assert (
+        httpx.get(gateway, headers={"Authorization": f"Bearer {new['litellm_master_key']}"}).status_code
+        == 200
+    )
+    assert httpx.get(
+        gateway, headers={"Authorization": f"Bearer {old['litellm_master_key']}"}
+    ).status_code in (
+        400,
+        401,
+    )
     # The replica reconnects with the new replication password (its passfile was rewritten).
     assert wait_streaming() == "thanatos|streaming|quorum"
     rc, health = labctl_json("--sim", "health", "erebus,thanatos")

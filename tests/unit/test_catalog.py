@@ -157,14 +157,18 @@ def test_domain_change_flows_everywhere(inventory_copy):
 
 def test_declared_secrets_and_who_uses_them(inventory_copy):
     password = {"form": "password", "length": 32, "prefix": ""}
+    token = {"form": "token", "length": 48, "prefix": "sk-"}
     assert catalog.declared_secrets(inventory_copy.load()) == {
         "postgres_password": {**password, "services": ["postgres"]},
         "postgres_replication_password": {**password, "services": ["postgres", "postgres_replica"]},
-        "litellm_db_password": {**password, "services": ["postgres"]},
+        "litellm_db_password": {**password, "services": ["postgres", "litellm"]},
         "openwebui_db_password": {**password, "services": ["postgres"]},
         "grafana_db_password": {**password, "services": ["postgres"]},
-        "redis_password": {**password, "services": ["redis"]},
+        "redis_password": {**password, "services": ["redis", "litellm"]},
         "hf_token": {"form": "provided", "length": 32, "prefix": "", "services": ["vllm"]},
+        "litellm_master_key": {**token, "services": ["litellm"]},
+        "litellm_salt_key": {**token, "services": ["litellm"]},
+        "litellm_external_api_key": {"form": "provided", "length": 32, "prefix": "", "services": ["litellm"]},
     }
 
 

@@ -64,14 +64,16 @@ def test_services_json_lists_every_instance(inventory_copy):
     result = run(inventory_copy, "services", "--json")
     assert result.exit_code == 0
     instances = json.loads(result.stdout)
-    # node exporter on ten machines, Postgres primary and replica, Redis on one, Ollama on four
-    assert len(instances) == 17
+    # node exporter on ten machines, Postgres primary and replica, Redis on one, Ollama on four,
+    # the gateway on one
+    assert len(instances) == 18
     assert {i["service"] for i in instances} == {
         "node_exporter",
         "postgres",
         "postgres_replica",
         "redis",
         "ollama",
+        "litellm",
     }
 
 
@@ -139,6 +141,9 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
         ("grafana_db_password", "generated"),
         ("hf_token", "empty"),  # given by the owner (vLLM's gated models), optional until then
         ("litellm_db_password", "generated"),
+        ("litellm_external_api_key", "empty"),  # the owner's, for the optional external fallback
+        ("litellm_master_key", "generated"),
+        ("litellm_salt_key", "generated"),
         ("openwebui_db_password", "generated"),
         ("postgres_password", "generated"),
         ("postgres_replication_password", "generated"),
@@ -146,10 +151,16 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
     ]
     assert run(inventory_copy, "validate").exit_code == 0
     again = run(inventory_copy, "init", "--json")
-    assert [c["action"] for c in json.loads(again.stdout)["changes"]] == ["kept", "empty", *["kept"] * 5]
+    assert [c["action"] for c in json.loads(again.stdout)["changes"]] == [
+        "kept",
+        "empty",
+        "kept",
+        "empty",
+        *["kept"] * 6,
+    ]
     rotated = run(inventory_copy, "init", "--rotate", "redis_password")
     assert rotated.exit_code == 0
-    assert "redeploy to apply: redis on erebus" in flat(rotated.stdout)
+    assert "redeploy to apply: redis on erebus; litellm on orpheus" in flat(rotated.stdout)
 
 
 def test_init_creates_the_password_outside_the_repository(inventory_copy, tmp_path):

@@ -1,0 +1,195 @@
+"""The gateway's configuration, derived from the real inventory: one LiteLLM deployment per model
+copy the plan places (adding a GPU machine adds its copies and changes nothing else), the
+provider of each engine, fallbacks to the larger chat models, the router's failover settings, and
+a compose file that passes `docker compose config` and the hardening rules with no secret in it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labctl import gateway
+from tests.conftest import ROOT, lab_group, run_playbook
+from tests.hardening import problems
+
+
+def render(copy, tmp_path: Path, *extra: str) -> dict[str, str]:
+    """orpheus's LiteLLM files, as the role writes them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "compose").symlink_to(
+        ROOT / "roles" / "compose_stack" / "templates" / "compose"
+    )
+    role = ROOT / "roles" / "litellm"
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Render",
+                    "hosts": "orpheus",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
+                    "vars": {
+                        "labctl_instance": (
+                            "{{ hostvars | labctl_instance(groups, inventory_hostname, 'litellm') }}"
+                        ),
+                        "_compose_stack_files_hash": "0",
+                        "__litellm_cores": {"stdout": "16"},
+                    },
+                    "roles": [{"role": "compose_stack", "when": False}],
+                    "tasks": [
+                        {
+                            "name": f"Render {name}",
+                            "ansible.builtin.template": {
+                                "src": str(role / "templates" / f"{name}.j2"),
+                                "dest": f"{out}/{name}",
+                                "mode": "0600",
+                            },
+                        }
+                        for name in ("config.yaml", "compose.yaml")
+                    ],
+                }
+            ]
+        )
+    )
+    proc = run_playbook(
+        "-i", str(copy.dir), str(playbook), *extra, env={**copy.env, "ANSIBLE_STRATEGY": "linear"}
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return {name: (out / name).read_text() for name in ("config.yaml", "compose.yaml")}
+
+
+def test_one_deployment_per_placed_copy_with_its_engine(inventory_copy):
+    routes = {r.id: r for r in gateway.routes(inventory_copy.load())}
+    assert set(routes) == {
+        "llama3.1:8b@orpheus",
+        "llama3.1:8b@kratos",
+        "llama3.1:8b@nyx",
+        "qwen2.5-coder:14b@orpheus",
+        "qwen2.5-coder:14b@kratos",
+        "nomic-embed-text@nyx",
+        "nomic-embed-text@hades",
+        "llama3.3:70b@hades",
+    }
+    assert routes["llama3.1:8b@kratos"].api_base == "http://192.168.50.21:11434"
+    assert routes["llama3.1:8b@kratos"].provider_model == "ollama_chat/llama3.1:8b"
+    assert routes["nomic-embed-text@hades"].provider_model == "ollama/nomic-embed-text"
+    assert routes["nomic-embed-text@hades"].mode == "embedding"
+
+
+def test_a_machine_serving_with_a_stand_in_engine_is_reached_there(inventory_copy):
+    inventory_copy.edit("host_vars/kratos.yml", lambda d: {**d, "labctl_inference_standin": "llamacpp"})
+    routes = {r.id: r for r in gateway.routes(inventory_copy.load())}
+    assert routes["llama3.1:8b@kratos"].api_base == "http://192.168.50.21:8080/v1"
+    assert routes["llama3.1:8b@kratos"].provider_model == "openai/llama3.1:8b"
+    assert routes["llama3.1:8b@nyx"].engine == "ollama"
+
+
+def test_adding_a_gpu_machine_adds_its_copies_and_changes_no_other(inventory_copy):
+    before = {r.id: r for r in gateway.routes(inventory_copy.load())}
+    # The owner wants a fourth copy of llama3.1:8b, which the three NVIDIA machines cannot hold
+    # apart: the new machine takes it.
+    inventory_copy.edit("group_vars/all/models.yml", lambda d: d["labctl_models"][0].update(replicas=4))
+    inventory_copy.edit(
+        "hosts.yml",
+        lambda d: (
+            lab_group(d, "inference", "gpu_nvidia")["hosts"].update(eris={"lab_address": "192.168.50.24"}),
+            d,
+        )[1],
+    )
+    (inventory_copy.dir / "host_vars" / "eris.yml").write_text(
+        yaml.safe_dump({"gpu": {"vendor": "nvidia", "model": "RTX 4090", "vram_gb": 24}})
+    )
+    after = {r.id: r for r in gateway.routes(inventory_copy.load())}
+    added = set(after) - set(before)
+    assert "llama3.1:8b@eris" in added and all(i.endswith("@eris") for i in added)
+    assert all(after[i].api_base == "http://192.168.50.24:11434" for i in added)
+    # A copy the plan moved to eris leaves its old machine; every other deployment is unchanged.
+    for deployment_id in set(before) & set(after):
+        assert before[deployment_id] == after[deployment_id]
+
+
+def test_chat_models_fall_back_to_the_larger_ones(inventory_copy):
+    assert gateway.fallbacks(inventory_copy.load()) == [
+        {"llama3.1:8b": ["qwen2.5-coder:14b", "llama3.3:70b"]},
+        {"qwen2.5-coder:14b": ["llama3.3:70b"]},
+    ]
+    assert gateway.fallbacks(inventory_copy.load(), "external")[-1] == {"llama3.3:70b": ["external"]}
+
+
+def test_a_model_may_name_its_own_fallbacks(inventory_copy):
+    def change(data):
+        for model in data["labctl_models"]:
+            if model["name"] == "llama3.1:8b":
+                model["fallbacks"] = ["llama3.3:70b"]
+            if model["name"] == "qwen2.5-coder:14b":
+                model["fallbacks"] = []
+        return data
+
+    inventory_copy.edit("group_vars/all/models.yml", change)
+    assert gateway.fallbacks(inventory_copy.load()) == [{"llama3.1:8b": ["llama3.3:70b"]}]
+
+
+def test_validation_names_a_fallback_that_is_no_chat_model(inventory_copy):
+    from labctl.validate import validate
+
+    def change(data):
+        for model in data["labctl_models"]:
+            if model["name"] == "llama3.1:8b":
+                model["fallbacks"] = ["gpt-9", "nomic-embed-text"]
+        return data
+
+    inventory_copy.edit("group_vars/all/models.yml", change)
+    found = [str(p) for p in validate(inventory_copy.load()) if "fallbacks" in p.variable]
+    assert any("'gpt-9' is no model of labctl_models" in f for f in found), found
+    assert any("'nomic-embed-text' is an embedding model" in f for f in found), found
+    assert all("labctl_models[0].fallbacks" in f for f in found), found
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (compose config)")
+def test_the_rendered_gateway_is_the_plan_with_failover_settings(inventory_copy, tmp_path):
+    files = render(inventory_copy, tmp_path)
+    config = yaml.safe_load(files["config.yaml"])
+    ids = [d["model_info"]["id"] for d in config["model_list"]]
+    assert sorted(ids) == sorted(r.id for r in gateway.routes(inventory_copy.load()))
+    router = config["router_settings"]
+    assert router["routing_strategy"] == "simple-shuffle"
+    assert router["enable_health_check_routing"] is True
+    assert router["num_retries"] >= 1 and router["retry_after"] == 0
+    # LiteLLM skips the health filter when a router-wide allowed_fails_policy is set.
+    assert "allowed_fails_policy" not in router
+    assert router["redis_host"] == "192.168.50.10" and router["redis_password"] == "os.environ/REDIS_PASSWORD"
+    assert router["fallbacks"] == gateway.fallbacks(inventory_copy.load())
+    assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    assert config["general_settings"]["database_url"] == "os.environ/DATABASE_URL"
+    assert config["general_settings"]["background_health_checks"] is True
+    assert config["litellm_settings"]["callbacks"] == ["prometheus"]
+
+    path = tmp_path / "compose.yaml"
+    path.write_text(files["compose.yaml"])
+    check = subprocess.run(
+        ["docker", "compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    service = yaml.safe_load(files["compose.yaml"])["services"]["litellm"]
+    assert problems("litellm", service, {"192.168.50.20"}) == []
+    assert service["image"] == "ghcr.io/berriai/litellm:main-v1.106.12"
+    assert service["ports"] == ["192.168.50.20:4000:4000", "192.168.50.20:4001:4001"]
+    # Workers sized to the machine's cores (16 here), at most litellm_workers_max.
+    assert service["command"][service["command"].index("--num_workers") + 1] == "4"
+    assert service["environment"]["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+    # Secrets only as references to the 0600 .env.
+    assert service["environment"]["LITELLM_MASTER_KEY"] == "${LITELLM_MASTER_KEY}"
+    assert "sk-" not in files["config.yaml"] + files["compose.yaml"]
+
+
+def test_without_the_database_only_the_master_key(inventory_copy, tmp_path):
+    files = render(inventory_copy, tmp_path, "-e", "litellm_database_enabled=false")
+    assert "database_url" not in yaml.safe_load(files["config.yaml"])["general_settings"]
