@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -236,7 +235,7 @@ def recovery(step: Step, deployment: str, back_at: float) -> dict[str, Any]:
 
 
 def write(out: Path, steps: list[Step], extra: dict[str, Any]) -> list[Path]:
-    """results.json (every summary and sample) and results.csv (one row per step)."""
+    """results.json (every summary and sample), results.csv (one row per step) and the plots."""
     out.mkdir(parents=True, exist_ok=True)
     summaries = [s.summary() for s in steps]
     data = {
@@ -254,8 +253,43 @@ def write(out: Path, steps: list[Step], extra: dict[str, Any]) -> list[Path]:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(summaries)
-    return [json_path, csv_path]
+    return [json_path, csv_path, *(plot(out, steps) if steps else [])]
 
 
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+def plot(out: Path, steps: list[Step]) -> list[Path]:
+    """latency.png (p50 and p95 against concurrency) and throughput.png (requests/s and
+    tokens/s against concurrency): one line per endpoint and prompt size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    series: dict[str, list[dict[str, Any]]] = {}
+    for step in steps:
+        series.setdefault(f"{step.endpoint} {step.prompt}", []).append(step.summary())
+    files = []
+    panels = {
+        "latency.png": (("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"), "latency (ms)"),
+        "throughput.png": (("rps", "requests/s"), ("tokens_per_s", "tokens/s"), None),
+    }
+    for name, (first, second, ylabel) in panels.items():
+        figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+        for axis, (metric, title) in zip(axes, (first, second), strict=True):
+            for label, unordered in sorted(series.items()):
+                rows = sorted(unordered, key=lambda r: r["concurrency"])
+                points = [(r["concurrency"], r[metric]) for r in rows if r[metric] is not None]
+                if points:
+                    axis.plot(*zip(*points, strict=True), marker="o", label=label)
+            axis.set_xscale("log", base=2)
+            axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            axis.set_xlabel("concurrency")
+            axis.set_ylabel(ylabel or title)
+            axis.set_title(title)
+            axis.grid(True, alpha=0.3)
+            axis.legend(fontsize="small")
+        path = out / name
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        files.append(path)
+    return files

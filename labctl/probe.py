@@ -20,12 +20,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 TIMEOUT = 3.0
+RETRY_AFTER = 1.0
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -85,6 +87,17 @@ def _containers() -> list[dict[str, Any]]:
 
 
 def _endpoint(spec: dict[str, Any]) -> dict[str, Any]:
+    """One endpoint's answer; one that fails is asked once more after a second (a service busy
+    for a moment -- a gateway running its own health checks on a loaded machine -- is not down:
+    it must fail twice in a row)."""
+    first = _ask(spec)
+    if first["status"] == -1 or first["status"] >= 500:
+        time.sleep(RETRY_AFTER)
+        return _ask(spec)
+    return first
+
+
+def _ask(spec: dict[str, Any]) -> dict[str, Any]:
     result = dict(spec)
     if spec.get("url"):
         try:

@@ -52,7 +52,11 @@ def test_a_new_machine_is_resolved_by_every_machine_after_one_deploy(eleventh_ma
     for m in [*machines, type(machines[0])("eris", "labsim-eris", address)]:
         assert resolve("eris.home.arpa", on=m.name) == (address, "eris.home.arpa"), m.name
     rc, health = labctl_json("--sim", "health", "all")
-    assert rc == 0, health
+    assert rc == 0, {
+        host: (report["status"], [c for c in report["checks"] if not c["ok"]])
+        for host, report in health["hosts"].items()
+        if report["status"] != "healthy"
+    } or health
     assert health["hosts"]["eris"]["status"] == "healthy"
     # The models: the new machine serves what the plan now places there, and every inference
     # machine serves exactly its share of the new plan (nothing left behind where a copy moved).

@@ -158,6 +158,8 @@ def test_the_rendered_gateway_is_the_plan_with_failover_settings(inventory_copy,
     files = render(inventory_copy, tmp_path)
     config = yaml.safe_load(files["config.yaml"])
     ids = [d["model_info"]["id"] for d in config["model_list"]]
+    # The lab's copies are free: priced at zero, not searched for in the cost map.
+    assert all(d["model_info"]["input_cost_per_token"] == 0 for d in config["model_list"])
     assert sorted(ids) == sorted(r.id for r in gateway.routes(inventory_copy.load()))
     router = config["router_settings"]
     assert router["routing_strategy"] == "simple-shuffle"

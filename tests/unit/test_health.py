@@ -10,7 +10,7 @@ import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from threading import Thread
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -170,8 +170,16 @@ def test_a_host_that_missed_later_tiers_is_not_a_success():
 
 
 class _Handler(BaseHTTPRequestHandler):
+    asked: ClassVar[dict[str, int]] = {}
+
     def do_GET(self) -> None:
-        self.send_response(200 if self.path == "/metrics" else 404)
+        times = self.asked[self.path] = self.asked.get(self.path, 0) + 1
+        if self.path == "/busy-once":  # busy for a moment: the first answer is a 503
+            self.send_response(503 if times == 1 else 200)
+        elif self.path == "/down":
+            self.send_response(503)
+        else:
+            self.send_response(200 if self.path == "/metrics" else 404)
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
@@ -231,6 +239,18 @@ def test_the_probe_runs_with_the_standard_library_and_reports(tmp_path, http_ser
     assert [e["status"] for e in report["endpoints"]] == [200, -1]
     judged = judge(report, [{"service": "node_exporter", "ports": {}, "bind_address": "", "health": None}])
     assert judged["status"] == "drifted"  # compose.yaml differs from the mark's checksum
+
+
+def test_an_endpoint_must_fail_twice_in_a_row_to_be_down(tmp_path, http_server):
+    _Handler.asked.clear()
+    url = f"http://127.0.0.1:{http_server}"
+    endpoints = [
+        {"service": s, "address": "127.0.0.1", "port": http_server, "url": f"{url}/{s}"}
+        for s in ("busy-once", "down", "metrics")
+    ]
+    report = _probe({"base_dir": str(tmp_path), "endpoints": endpoints})
+    assert [e["status"] for e in report["endpoints"]] == [200, 503, 200]
+    assert _Handler.asked == {"/busy-once": 2, "/down": 2, "/metrics": 1}
 
 
 DECLARED_GPU = {"vendor": "nvidia", "model": "GeForce RTX 4090", "vram_gb": 24, "count": 1}
