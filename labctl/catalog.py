@@ -113,7 +113,8 @@ def _endpoint_url(base: str, ports: dict[str, int], port: str | None, path: str 
     return f"http://{base}:{ports[port]}{path}"
 
 
-def _settings(lab: Lab, host: str) -> schema.Platform:
+def settings_of(lab: Lab, host: str) -> schema.Platform:
+    """The platform's settings as `host` sees them, read and checked once per inventory load."""
     key = f"platform:{host}"
     if key not in lab.memo:
         lab.memo[key] = schema.platform(lab, host)
@@ -136,7 +137,7 @@ def instances(
     anchor = lab.anchor
     if anchor is None:
         return []
-    settings = _settings(lab, anchor)
+    settings = settings_of(lab, anchor)
     managed = set(lab.managed)
     result: list[Instance] = []
     for name, spec in settings.labctl_services.items():
@@ -153,7 +154,7 @@ def instances(
                 continue
             if spec.serves and not models.host_models(lab, host, spec.serves):
                 continue  # an engine with no model placed here
-            host_settings = _settings(lab, host)
+            host_settings = settings_of(lab, host)
             address = str(lab.var(host, "lab_address", ""))
             name_fqdn = fqdn(host_settings.labctl_domain, host)
             gpu = _gpu(lab, host, host_settings) if spec.gpu else None
@@ -208,7 +209,7 @@ def placement_overrides(lab: Lab, changes: dict[str, list[str]]) -> dict[str, li
     """The placement overrides (labctl_placement_overrides) with `changes` applied; a service
     placed as its group says needs none."""
     anchor = lab.anchor
-    current = dict(_settings(lab, anchor).labctl_placement_overrides) if anchor else {}
+    current = dict(settings_of(lab, anchor).labctl_placement_overrides) if anchor else {}
     current.update(changes)
     return {name: hosts for name, hosts in current.items() if hosts != group_hosts(lab, name)}
 
@@ -216,7 +217,7 @@ def placement_overrides(lab: Lab, changes: dict[str, list[str]]) -> dict[str, li
 def group_hosts(lab: Lab, service: str) -> list[str]:
     """The machines of a service's placement group (what it runs on without an override)."""
     anchor = lab.anchor
-    spec = _settings(lab, anchor).labctl_services.get(service) if anchor else None
+    spec = settings_of(lab, anchor).labctl_services.get(service) if anchor else None
     return lab.hosts_in(spec.placement) if spec else []
 
 
@@ -239,7 +240,7 @@ def host_stacks(lab: Lab, host: str, tier: str | None = None) -> list[dict[str, 
 def tiers(lab: Lab) -> list[str]:
     """The deployment tiers, in order (labctl_tiers)."""
     anchor = lab.anchor
-    return list(_settings(lab, anchor).labctl_tiers) if anchor else []
+    return list(settings_of(lab, anchor).labctl_tiers) if anchor else []
 
 
 def host_tiers(lab: Lab, host: str) -> list[int]:
@@ -247,7 +248,7 @@ def host_tiers(lab: Lab, host: str) -> list[int]:
     anchor = lab.anchor
     if anchor is None:
         return []
-    tiers = _settings(lab, anchor).labctl_tiers
+    tiers = settings_of(lab, anchor).labctl_tiers
     return sorted({tiers.index(i.tier) + 1 for i in instances(lab, hosts=[host]) if i.tier in tiers})
 
 
@@ -262,7 +263,7 @@ def declared_secrets(lab: Lab) -> dict[str, dict[str, Any]]:
     if anchor is None:
         return {}
     found: dict[str, dict[str, Any]] = {}
-    for name, spec in _settings(lab, anchor).labctl_services.items():
+    for name, spec in settings_of(lab, anchor).labctl_services.items():
         for secret, form in spec.secrets.items():
             entry = found.setdefault(secret, {**form.model_dump(), "services": []})
             entry["services"].append(name)
@@ -295,7 +296,7 @@ def hosts_entries(lab: Lab) -> list[dict[str, Any]]:
     anchor = lab.anchor
     if anchor is None:
         return []
-    settings = _settings(lab, anchor)
+    settings = settings_of(lab, anchor)
     aliases: dict[str, list[str]] = {}
     aliased = [name for name, spec in settings.labctl_services.items() if spec.alias]
     placed_all = instances(lab, services=aliased) if aliased else []
@@ -316,7 +317,7 @@ def hosts_entries(lab: Lab) -> list[dict[str, Any]]:
 def placement_markdown(lab: Lab) -> str:
     """The placement table of docs/architecture.md: machine, groups, services by tier."""
     anchor = lab.anchor
-    tiers = _settings(lab, anchor).labctl_tiers if anchor else []
+    tiers = settings_of(lab, anchor).labctl_tiers if anchor else []
     by_host: dict[str, list[str]] = {h: [] for h in lab.managed}
     for inst in sorted(instances(lab), key=lambda i: tiers.index(i.tier) if i.tier in tiers else 99):
         ports = ", ".join(str(p) for p in inst.ports.values())

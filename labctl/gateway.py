@@ -42,7 +42,7 @@ class Route:
 
 def _settings(lab: Lab) -> schema.Platform | None:
     anchor = lab.anchor
-    return schema.platform(lab, anchor) if anchor else None
+    return catalog.settings_of(lab, anchor) if anchor else None
 
 
 def routes(lab: Lab) -> list[Route]:
