@@ -1038,7 +1038,8 @@ def bench(
             steps.append(step)
             if chaos and "back" in marks:
                 recoveries.append(
-                    bench_lib.recovery(step, f"{model}@{chaos}", marks["back"]) | {"concurrency": level}
+                    bench_lib.recovery(step, gateway_lib.route_id(model, chaos), marks["back"])
+                    | {"concurrency": level}
                 )
             if compare:
                 direct = asyncio.run(

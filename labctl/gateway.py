@@ -40,6 +40,11 @@ class Route:
     provider_model: str
 
 
+def route_id(model: str, node: str) -> str:
+    """A deployment's stable id: what logs, metrics and the x-litellm-model-id header name."""
+    return f"{model}@{node}"
+
+
 def _settings(lab: Lab) -> schema.Platform | None:
     anchor = lab.anchor
     return catalog.settings_of(lab, anchor) if anchor else None
@@ -64,7 +69,7 @@ def routes(lab: Lab) -> list[Route]:
         served_as = copy.model if standin or engine == "llamacpp" else (copy.source or copy.model)
         found.append(
             Route(
-                id=f"{copy.model}@{copy.node}",
+                id=route_id(copy.model, copy.node),
                 model=copy.model,
                 mode=spec.mode,
                 node=copy.node,

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
-from labctl import bench
+from labctl import bench, vault
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / ".labctl" / "sim"
@@ -65,12 +65,9 @@ def addresses() -> dict[str, str]:
 
 
 def master_key() -> str:
-    proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python"), "-c", "from tests.lab.conftest import sim_secret; "
-         "print(sim_secret('litellm_master_key'))"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    return proc.stdout.strip()
+    """The simulated lab's gateway key, from its own vault."""
+    password = (SIM / "vault-password").read_text().strip()
+    return str(vault.read(SIM / "inventory" / "vault.yml", password)["litellm_master_key"])
 
 
 def cpu_seconds(container: str) -> float:
