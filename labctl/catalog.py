@@ -49,6 +49,8 @@ class Instance:
     consumes: list[str] = field(default_factory=list)
     gpu: dict[str, Any] | None = None
     serves: str | None = None
+    # The stack's other images (labctl_images key -> the pinned image this host runs).
+    helpers: dict[str, str] = field(default_factory=dict)
 
     @property
     def stack(self) -> str:
@@ -195,6 +197,12 @@ def instances(
                     consumes=list(spec.consumes),
                     gpu=gpu,
                     serves=spec.serves,
+                    helpers={
+                        helper: resolve_image(
+                            helper, host_settings.labctl_image_overrides, host_settings.labctl_images
+                        )
+                        for helper in spec.helpers
+                    },
                 )
             )
     return result

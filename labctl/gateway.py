@@ -106,11 +106,13 @@ def fallbacks(lab: Lab, external: str | None = None) -> list[dict[str, list[str]
     return result
 
 
+def _where(instance: catalog.Instance) -> dict[str, Any]:
+    return {"host": instance.host, "address": instance.address, "ports": instance.ports}
+
+
 def _first(lab: Lab, service: str) -> dict[str, Any] | None:
     placed = catalog.instances(lab, services=[service])
-    if not placed:
-        return None
-    return {"host": placed[0].host, "address": placed[0].address, "ports": placed[0].ports}
+    return _where(placed[0]) if placed else None
 
 
 def view(lab: Lab, external: str | None = None) -> dict[str, Any]:
@@ -120,6 +122,17 @@ def view(lab: Lab, external: str | None = None) -> dict[str, Any]:
         "fallbacks": fallbacks(lab, external),
         "redis": _first(lab, "redis"),
         "postgres": _first(lab, "postgres"),
+    }
+
+
+def webui_view(lab: Lab) -> dict[str, Any]:
+    """What the web UI is configured from: the gateway it talks to (and nothing else), the tool
+    servers it registers, its database, and the embedding model its retrieval asks the gateway for."""
+    return {
+        "gateway": _first(lab, "litellm"),
+        "tools": [_where(i) for i in catalog.instances(lab, services=["mcpo"])],
+        "postgres": _first(lab, "postgres"),
+        "embedding_model": next((r.model for r in routes(lab) if r.mode == "embedding"), None),
     }
 
 

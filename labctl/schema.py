@@ -206,6 +206,8 @@ class ServiceSpec(Strict):
     gpu: Toggle = False
     # An inference engine: it runs on a machine only where labctl plan places models it serves.
     serves: Backend | None = None
+    # More images the stack runs (keys of labctl_images): a proxy in front of replicas, say.
+    helpers: list[Name] = []
 
 
 # Weight formats labctl can size (labctl.models.BITS_PER_WEIGHT): GGUF quantizations (Ollama,

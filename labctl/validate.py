@@ -290,6 +290,11 @@ def _images(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
                 yield Problem(
                     "all", f"labctl_services.{name}.image", f"'{key}' is not a key of labctl_images"
                 )
+        for key in spec.helpers:
+            if key not in images:
+                yield Problem(
+                    "all", f"labctl_services.{name}.helpers", f"'{key}' is not a key of labctl_images"
+                )
     for host in lab.managed:
         overrides = lab.var(host, "labctl_image_overrides", {}) or {}
         for key in overrides if isinstance(overrides, dict) else {}:

@@ -2,7 +2,7 @@
 # Installs and starts what labctl needs on a Debian 12 workstation or CI machine:
 # a Docker engine (the one already there, else Debian's docker.io), the compose v2 CLI plugin (from
 # Debian 13 -- Debian 12 only has compose v1 -- unless the engine has one), debootstrap and an SSH
-# client for the simulated lab, and a Python virtualenv with labctl in it.
+# client and npm for the simulated lab, and a Python virtualenv with labctl in it.
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
 
@@ -25,6 +25,9 @@ install_packages() {
   for p in debootstrap iptables rsync openssh-client; do
     installed "$p" || missing+=("$p")
   done
+  # npm fetches the npm packages of the simulated lab's stand-in images (a Node.js that came with
+  # its own npm is used as it is).
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ ${#missing[@]} -gt 0 ]; then
     need_root
     log "installing Debian packages: ${missing[*]}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -104,3 +105,79 @@ def lab_group(data: dict[str, Any], *path: str) -> dict[str, Any]:
     for name in path[:-1]:
         node = node[name]["children"]
     return node[path[-1]]
+
+
+def render_stack(
+    copy: InventoryCopy,
+    tmp_path: Path,
+    role: str,
+    host: str,
+    names: tuple[str, ...],
+    *extra: str,
+    variables: dict[str, Any] | None = None,
+    values: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The files a service role renders for `host` (templates/<name>.j2 of roles/<role>, with the
+    role's defaults and vars and the compose macros), as the role writes them; with `values`
+    (name -> Jinja expression), also what those expressions give there, under "values"."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "compose").symlink_to(
+        ROOT / "roles" / "compose_stack" / "templates" / "compose"
+    )
+    path = ROOT / "roles" / role
+    expressions = ", ".join(f"{name!r}: {expression}" for name, expression in (values or {}).items())
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Render",
+                    "hosts": host,
+                    "connection": "local",
+                    "gather_facts": False,
+                    "vars_files": [str(path / "defaults" / "main.yml"), str(path / "vars" / "main.yml")],
+                    "vars": {
+                        "labctl_instance": (
+                            f"{{{{ hostvars | labctl_instance(groups, inventory_hostname, '{role}') }}}}"
+                        ),
+                        "_compose_stack_files_hash": "0",
+                        "role_path": str(path),
+                        **(variables or {}),
+                    },
+                    "roles": [{"role": "compose_stack", "when": False}],
+                    "tasks": [
+                        {
+                            "name": f"Render {name}",
+                            "ansible.builtin.template": {
+                                "src": str(path / "templates" / f"{name}.j2"),
+                                "dest": f"{out}/{name}",
+                                "mode": "0600",
+                            },
+                        }
+                        for name in names
+                    ]
+                    + [
+                        {
+                            "name": "Write the values",
+                            "ansible.builtin.copy": {
+                                "content": "{{ __values | to_json }}",
+                                "dest": f"{out}/values.json",
+                                "mode": "0600",
+                            },
+                            "vars": {"__values": "{{ {" + expressions + "} }}"},
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    proc = run_playbook(
+        "-i", str(copy.dir), str(playbook), *extra, env={**copy.env, "ANSIBLE_STRATEGY": "linear"}
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return {
+        **{name: (out / name).read_text() for name in names},
+        "values": json.loads((out / "values.json").read_text()),
+    }

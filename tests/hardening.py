@@ -3,7 +3,11 @@ tests) and for every compose file on every machine of the simulated lab (lab tes
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def problems(name: str, service: dict[str, Any], allowed_addresses: set[str]) -> list[str]:
@@ -36,3 +40,15 @@ def problems(name: str, service: dict[str, Any], allowed_addresses: set[str]) ->
         if address not in allowed_addresses:
             found.append(f"{name}: port '{port}' is published on '{address or 'every address'}'")
     return found
+
+
+def compose_config(path: Path, text: str) -> dict[str, Any]:
+    """Write a rendered compose file to `path`, check it with `docker compose config` (what the
+    deploy's template validation runs) and return it parsed."""
+    path.write_text(text)
+    check = subprocess.run(
+        ["docker", "compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    parsed: dict[str, Any] = yaml.safe_load(text)
+    return parsed

@@ -216,11 +216,19 @@ def labctl_gateway(
     return gateway.view(_lab(hostvars, groups), external or None)
 
 
+def labctl_webui(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The web UI's gateway, tool servers, database and embedding model."""
+    from labctl import gateway
+
+    return gateway.webui_view(_lab(hostvars, groups))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "labctl_host_models": labctl_host_models,
             "labctl_gateway": labctl_gateway,
+            "labctl_webui": labctl_webui,
             "labctl_model_files": labctl_model_files,
             "labctl_gpu_query": labctl_gpu_query,
             "labctl_gpu_check": labctl_gpu_check,

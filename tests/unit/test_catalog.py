@@ -91,8 +91,13 @@ def test_adding_a_gpu_node_is_one_inventory_entry(inventory_copy):
 def test_a_disabled_stack_has_no_instance(inventory_copy):
     (inventory_copy.dir / "host_vars" / "zelus.yml").write_text("node_exporter_enabled: false\n")
     lab = inventory_copy.load()
-    assert "zelus" not in [i.host for i in catalog.instances(lab)]
-    assert "zelus" in [i.host for i in catalog.instances(lab, include_disabled=True)]
+    exporters = [i.host for i in catalog.instances(lab, services=["node_exporter"])]
+    assert "zelus" not in exporters and "nyx" in exporters
+    assert "zelus" in [
+        i.host for i in catalog.instances(lab, services=["node_exporter"], include_disabled=True)
+    ]
+    # Its other stacks stay.
+    assert [i.service for i in catalog.instances(lab, hosts=["zelus"])] == ["mcpo"]
 
 
 def test_image_override_per_host(inventory_copy):
@@ -162,13 +167,21 @@ def test_declared_secrets_and_who_uses_them(inventory_copy):
         "postgres_password": {**password, "services": ["postgres"]},
         "postgres_replication_password": {**password, "services": ["postgres", "postgres_replica"]},
         "litellm_db_password": {**password, "services": ["postgres", "litellm"]},
-        "openwebui_db_password": {**password, "services": ["postgres"]},
+        "openwebui_db_password": {**password, "services": ["postgres", "openwebui"]},
         "grafana_db_password": {**password, "services": ["postgres"]},
         "redis_password": {**password, "services": ["redis", "litellm"]},
         "hf_token": {"form": "provided", "length": 32, "prefix": "", "services": ["vllm"]},
-        "litellm_master_key": {**token, "services": ["litellm"]},
+        "litellm_master_key": {**token, "services": ["litellm", "openwebui"]},
         "litellm_salt_key": {**token, "services": ["litellm"]},
         "litellm_external_api_key": {"form": "provided", "length": 32, "prefix": "", "services": ["litellm"]},
+        "openwebui_secret_key": {"form": "token", "length": 48, "prefix": "", "services": ["openwebui"]},
+        "openwebui_admin_password": {
+            "form": "password",
+            "length": 24,
+            "prefix": "",
+            "services": ["openwebui"],
+        },
+        "mcpo_api_key": {"form": "token", "length": 40, "prefix": "mcpo-", "services": ["openwebui", "mcpo"]},
     }
 
 

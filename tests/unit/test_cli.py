@@ -65,8 +65,8 @@ def test_services_json_lists_every_instance(inventory_copy):
     assert result.exit_code == 0
     instances = json.loads(result.stdout)
     # node exporter on ten machines, Postgres primary and replica, Redis on one, Ollama on four,
-    # the gateway on one
-    assert len(instances) == 18
+    # the gateway, the web UI and the tool servers on one each
+    assert len(instances) == 20
     assert {i["service"] for i in instances} == {
         "node_exporter",
         "postgres",
@@ -74,6 +74,8 @@ def test_services_json_lists_every_instance(inventory_copy):
         "redis",
         "ollama",
         "litellm",
+        "openwebui",
+        "mcpo",
     }
 
 
@@ -144,7 +146,10 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
         ("litellm_external_api_key", "empty"),  # the owner's, for the optional external fallback
         ("litellm_master_key", "generated"),
         ("litellm_salt_key", "generated"),
+        ("mcpo_api_key", "generated"),
+        ("openwebui_admin_password", "generated"),
         ("openwebui_db_password", "generated"),
+        ("openwebui_secret_key", "generated"),
         ("postgres_password", "generated"),
         ("postgres_replication_password", "generated"),
         ("redis_password", "generated"),
@@ -156,7 +161,7 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
         "empty",
         "kept",
         "empty",
-        *["kept"] * 6,
+        *["kept"] * 9,
     ]
     rotated = run(inventory_copy, "init", "--rotate", "redis_password")
     assert rotated.exit_code == 0

@@ -101,6 +101,14 @@ def test_curl_where_the_image_has_curl():
     ]
 
 
+def test_a_helper_container_gets_its_own_healthcheck():
+    """A replica behind the stack's proxy checks itself, not the catalog's endpoint."""
+    own = ["CMD", "python3", "-c", "print(1)"]
+    service = render(BRIDGE, health=own, publish=False)
+    assert service["healthcheck"]["test"] == own and "ports" not in service
+    assert render(BRIDGE)["healthcheck"]["test"][0] == "CMD"
+
+
 def test_gpu_settings_join_the_environment_only_with_the_gpu():
     gpu = {
         "vendor": "amd",

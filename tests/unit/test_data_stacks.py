@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import ROOT, run_playbook
-from tests.hardening import problems
+from tests.hardening import compose_config, problems
 
 FILES = [
     "pg_hba.conf",
@@ -143,13 +142,9 @@ def test_asynchronous_on_request_and_without_an_enabled_replica(inventory_copy, 
 def test_the_compose_files_are_valid_and_hardened(inventory_copy, tmp_path):
     files = render(inventory_copy, tmp_path)
     for host, role in (("erebus", "postgres"), ("thanatos", "postgres_replica")):
-        path = tmp_path / f"{host}.yaml"
-        path.write_text(files[host]["compose.yaml"])
-        check = subprocess.run(
-            ["docker", "compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True
-        )
-        assert check.returncode == 0, check.stderr
-        service = yaml.safe_load(files[host]["compose.yaml"])["services"]["postgres"]
+        service = compose_config(tmp_path / f"{host}.yaml", files[host]["compose.yaml"])["services"][
+            "postgres"
+        ]
         assert problems(role, service, set()) == []
         # The pinned image with pgBackRest, built on the machine and tagged after its recipe.
         assert service["image"].startswith("labctl/postgres:15.18-bookworm-pgbackrest-")

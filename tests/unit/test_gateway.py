@@ -6,64 +6,27 @@ a compose file that passes `docker compose config` and the hardening rules with 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from labctl import gateway
-from tests.conftest import ROOT, lab_group, run_playbook
-from tests.hardening import problems
+from tests.conftest import lab_group, render_stack
+from tests.hardening import compose_config, problems
 
 
 def render(copy, tmp_path: Path, *extra: str) -> dict[str, str]:
     """orpheus's LiteLLM files, as the role writes them."""
-    out = tmp_path / "out"
-    out.mkdir()
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "templates" / "compose").symlink_to(
-        ROOT / "roles" / "compose_stack" / "templates" / "compose"
+    return render_stack(
+        copy,
+        tmp_path,
+        "litellm",
+        "orpheus",
+        ("config.yaml", "compose.yaml"),
+        *extra,
+        variables={"__litellm_cores": {"stdout": "16"}},
     )
-    role = ROOT / "roles" / "litellm"
-    playbook = tmp_path / "render.yml"
-    playbook.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "Render",
-                    "hosts": "orpheus",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
-                    "vars": {
-                        "labctl_instance": (
-                            "{{ hostvars | labctl_instance(groups, inventory_hostname, 'litellm') }}"
-                        ),
-                        "_compose_stack_files_hash": "0",
-                        "__litellm_cores": {"stdout": "16"},
-                    },
-                    "roles": [{"role": "compose_stack", "when": False}],
-                    "tasks": [
-                        {
-                            "name": f"Render {name}",
-                            "ansible.builtin.template": {
-                                "src": str(role / "templates" / f"{name}.j2"),
-                                "dest": f"{out}/{name}",
-                                "mode": "0600",
-                            },
-                        }
-                        for name in ("config.yaml", "compose.yaml")
-                    ],
-                }
-            ]
-        )
-    )
-    proc = run_playbook(
-        "-i", str(copy.dir), str(playbook), *extra, env={**copy.env, "ANSIBLE_STRATEGY": "linear"}
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    return {name: (out / name).read_text() for name in ("config.yaml", "compose.yaml")}
 
 
 def test_one_deployment_per_placed_copy_with_its_engine(inventory_copy):
@@ -174,13 +137,7 @@ def test_the_rendered_gateway_is_the_plan_with_failover_settings(inventory_copy,
     assert config["general_settings"]["background_health_checks"] is True
     assert config["litellm_settings"]["callbacks"] == ["prometheus"]
 
-    path = tmp_path / "compose.yaml"
-    path.write_text(files["compose.yaml"])
-    check = subprocess.run(
-        ["docker", "compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True
-    )
-    assert check.returncode == 0, check.stderr
-    service = yaml.safe_load(files["compose.yaml"])["services"]["litellm"]
+    service = compose_config(tmp_path / "compose.yaml", files["compose.yaml"])["services"]["litellm"]
     assert problems("litellm", service, {"192.168.50.20"}) == []
     assert service["image"] == "ghcr.io/berriai/litellm:main-v1.106.12"
     assert service["ports"] == ["192.168.50.20:4000:4000", "192.168.50.20:4001:4001"]

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import ROOT, lab_group, run_playbook
-from tests.hardening import problems
+from tests.hardening import compose_config, problems
 
 MACHINES = ["orpheus", "kratos", "nyx", "hades"]
 
@@ -71,12 +70,7 @@ def test_ollama_renders_per_vendor_and_passes_compose_config(inventory_copy, tmp
             problems("ollama", service, {"192.168.50.20", "192.168.50.21", "192.168.50.22", "192.168.50.23"})
             == []
         )
-        path = tmp_path / f"{machine}.yaml"
-        path.write_text(yaml.safe_dump(data))
-        check = subprocess.run(
-            ["docker", "compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True
-        )
-        assert check.returncode == 0, check.stderr
+        compose_config(tmp_path / f"{machine}.yaml", yaml.safe_dump(data))
     nvidia = files["orpheus"]["services"]["ollama"]
     assert nvidia["image"].endswith(":0.6.5")
     assert nvidia["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
@@ -88,11 +82,7 @@ def test_ollama_renders_per_vendor_and_passes_compose_config(inventory_copy, tmp
 
 
 def compose_config_ok(path: Path, data: dict) -> None:
-    path.write_text(yaml.safe_dump(data))
-    check = subprocess.run(
-        ["docker", "compose", "-f", str(path), "config", "--quiet"], capture_output=True, text=True
-    )
-    assert check.returncode == 0, check.stderr
+    compose_config(path, yaml.safe_dump(data))
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (compose config)")

@@ -283,3 +283,12 @@ def test_a_placement_override_names_catalog_services_and_managed_machines(invent
         "labctl_placement_overrides.postgres",
         "'truenas' is not a machine labctl manages (not in 'lab')",
     ) in found
+
+
+def test_a_helper_image_must_be_pinned_in_the_catalog(inventory_copy):
+    inventory_copy.edit(
+        "group_vars/all/services.yml", lambda d: d["labctl_services"]["mcpo"].update(helpers=["ngnix"])
+    )
+    assert problems(inventory_copy) == [
+        ("all", "labctl_services.mcpo.helpers", "'ngnix' is not a key of labctl_images")
+    ]
