@@ -41,6 +41,11 @@ db_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(
+    help="The gateway's virtual keys: per-person or per-program keys with models, rates and budgets.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err = Console(stderr=True)
@@ -993,18 +998,9 @@ def bench(
     tgt = _target(root, sim)
     lab = _lab(tgt)
     if url is None or key is None or model is None:
-        placed = catalog.instances(lab, services=["litellm"])
-        if url is None:
-            if not placed:
-                raise _fail("the catalog places no gateway (litellm): give --url")
-            url = f"http://{placed[0].address}:{placed[0].ports['api']}/v1"
-        if key is None:
-            try:
-                key = vault_lib.read(tgt.vault_file, vault_lib.password(tgt.env) or "").get(
-                    "litellm_master_key", ""
-                )
-            except vault_lib.VaultError as exc:
-                raise _fail(f"{exc} (or give --key)") from exc
+        found = _gateway(lab, tgt, url, key)
+        url = url or f"{found.url}/v1"
+        key = found.master_key if key is None else key
         if model is None:
             copies = Counter(r.model for r in gateway_lib.routes(lab) if r.mode == "chat")
             if not copies:
@@ -1076,6 +1072,158 @@ def bench(
         console.print(f"results: {', '.join(str(f) for f in files)}")
     failed = sum(s.summary()["errors"] for s in steps)
     raise typer.Exit(1 if failed and not chaos else 0)
+
+
+def _gateway(lab: Lab, tgt: project.Target, url: str | None, key: str | None) -> Any:
+    """The catalog's gateway (or `url`) and its master key from the vault (or `key`)."""
+    from labctl import keys as keys_lib
+
+    placed = catalog.instances(lab, services=["litellm"])
+    if url is None and not placed:
+        raise _fail("the catalog places no gateway (litellm): give --url")
+    host = placed[0].host if placed else "gateway"
+    if key is None:
+        try:
+            key = vault_lib.read(tgt.vault_file, vault_lib.password(tgt.env) or "").get(
+                "litellm_master_key", ""
+            )
+        except vault_lib.VaultError as exc:
+            raise _fail(f"{exc} (or give --key)") from exc
+    return keys_lib.Gateway(
+        host=host,
+        url=(url or f"http://{placed[0].address}:{placed[0].ports['api']}").rstrip("/").removesuffix("/v1"),
+        master_key=key or "",
+    )
+
+
+GatewayUrlOpt = Annotated[
+    str | None, typer.Option("--url", help="The gateway's address; default: the catalog's (litellm).")
+]
+
+
+def _keys_gateway(sim: bool, url: str | None) -> Any:
+    """The gateway to ask about keys, refused before any request where it keeps none."""
+    from labctl import schema
+
+    tgt = _target(_root(), sim)
+    lab = _lab(tgt)
+    gateway = _gateway(lab, tgt, url, None)
+    if url is None and gateway.host in lab.managed:
+        database = lab.var(gateway.host, "litellm_database_enabled", True)
+        if not schema.toggle(database) or not catalog.instances(lab, services=["postgres"]):
+            raise _fail(
+                f"{gateway.host}: the gateway keeps no keys without its database "
+                "(litellm_database_enabled is false there, or the catalog places no PostgreSQL primary); "
+                "only the master key is accepted",
+                1,
+            )
+    return gateway
+
+
+@keys_app.command("create")
+def keys_create(
+    alias: Annotated[str, typer.Argument(help="The key's name (who or what uses it).")],
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="A model it may use (repeat); default: all.")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute at most.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute at most.")] = None,
+    budget: Annotated[float | None, typer.Option(min=0, help="Spend (USD) at most.")] = None,
+    budget_period: Annotated[
+        str | None, typer.Option(help="The budget resets after this long (30d, 1h, ...).")
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="The key stops working after this long (90d, ...).")
+    ] = None,
+    url: GatewayUrlOpt = None,
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Make a key: printed once (the gateway keeps only its hash)."""
+    from labctl import gateway as gateway_lib
+    from labctl import keys as keys_lib
+
+    if not alias.strip():
+        raise _fail("the key needs a name")
+    gateway = _keys_gateway(sim, url)
+    lab = _lab(_target(_root(), sim))
+    offered = {r.model for r in gateway_lib.routes(lab)} | {"external"}
+    unknown = [m for m in model or [] if m not in offered]
+    if unknown:
+        raise _fail(
+            f"--model: {', '.join(unknown)} is no model of the gateway ({', '.join(sorted(offered))})"
+        )
+    try:
+        made = keys_lib.create(
+            gateway,
+            alias,
+            models=list(model or []),
+            rpm=rpm,
+            tpm=tpm,
+            budget=budget,
+            budget_period=budget_period,
+            expires=expires,
+        )
+    except keys_lib.KeysError as exc:
+        raise _fail(str(exc), 1) from exc
+    if as_json:
+        print(json.dumps({"alias": alias, "key": made["key"], "expires": made.get("expires")}, default=str))
+        return
+    err.print(f"key '{alias}' made on {gateway.host}; it is shown only now:")
+    print(made["key"])
+
+
+@keys_app.command("list")
+def keys_list(url: GatewayUrlOpt = None, as_json: JsonOpt = False, sim: SimOpt = False) -> None:
+    """Every key with its models, limits, spend and expiry (never the key itself)."""
+    from labctl import keys as keys_lib
+
+    gateway = _keys_gateway(sim, url)
+    try:
+        rows = [keys_lib.row(k) for k in keys_lib.list_keys(gateway)]
+    except keys_lib.KeysError as exc:
+        raise _fail(str(exc), 1) from exc
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return
+    table = Table(
+        "alias", "key", "models", "rpm", "tpm", "budget", "spend", "expires", title=f"keys on {gateway.host}"
+    )
+    for r in rows:
+        budget = "" if r["budget"] is None else f"{r['budget']}/{r['budget_period'] or 'total'}"
+        table.add_row(
+            str(r["alias"]),
+            str(r["key"]),
+            ", ".join(r["models"]),
+            str(r["rpm"] or ""),
+            str(r["tpm"] or ""),
+            budget,
+            str(r["spend"]),
+            str(r["expires"] or "never") + (" (blocked)" if r["blocked"] else ""),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    alias: Annotated[str, typer.Argument(help="The key's name.")],
+    url: GatewayUrlOpt = None,
+    as_json: JsonOpt = False,
+    sim: SimOpt = False,
+) -> None:
+    """Delete a key: requests with it are refused (401) from now on."""
+    from labctl import keys as keys_lib
+
+    gateway = _keys_gateway(sim, url)
+    try:
+        deleted = keys_lib.revoke(gateway, alias)
+    except keys_lib.KeysError as exc:
+        raise _fail(str(exc), 1) from exc
+    if as_json:
+        print(json.dumps({"revoked": deleted}))
+    else:
+        console.print(f"revoked: {', '.join(deleted) or 'nothing'}")
+    raise typer.Exit(0 if deleted else 1)
 
 
 def _chaos(machine: str, marks: dict[str, float]) -> Any:

@@ -103,13 +103,30 @@ def test_a_model_on_one_machine_is_served_only_there(url, key, copies):
     assert served == Counter({f"{model}@{copies[model][0]}": 10})
 
 
-def test_requests_without_a_valid_key_are_refused(url):
+def test_requests_without_a_valid_key_are_refused(url, key):
     missing = httpx.post(f"{url}/chat/completions", json={"model": "x", "messages": []}, timeout=30)
     assert missing.status_code == 401, missing.text
-    # Without the database (the stand-in) LiteLLM answers a key it cannot look up with 400.
-    wrong = ask(url, "sk-not-a-key", "llama3.1:8b")
-    assert wrong.status_code in (400, 401), wrong.text
-    assert HEADER not in wrong.headers
+    # Without the database LiteLLM alone answers a key it cannot look up with 400; labctl's
+    # master-key check makes it 401, whatever the key looks like.
+    for wrong_key in ("sk-not-a-key", "not-even-sk", key[:-1]):
+        wrong = ask(url, wrong_key, "llama3.1:8b")
+        assert wrong.status_code == 401, wrong.text
+        assert HEADER not in wrong.headers
+    assert key not in wrong.text
+    # The health endpoints stay open (the container's healthcheck, labctl health).
+    assert httpx.get(url.replace("/v1", "/health/liveliness"), timeout=30).status_code == 200
+    # And the master key still works, on the admin routes too.
+    assert ask(url, key, "llama3.1:8b").status_code == 200
+    info = httpx.get(
+        url.replace("/v1", "/model/info"), headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    assert info.status_code == 200, info.text
+
+
+def test_keys_say_plainly_that_a_gateway_without_its_database_keeps_none():
+    proc = labctl("--sim", "keys", "list")
+    assert proc.returncode == 1
+    assert "orpheus: the gateway keeps no keys without its database" in " ".join(proc.stderr.split())
 
 
 def test_openai_client_chat_streaming_and_embeddings(url, key, copies):

@@ -1,7 +1,7 @@
 """Secrets reach stacks only through their 0600 files: a full converge with the whole output
 captured shows neither the old nor the new value of a rotated secret, and the services use the
 new values (Redis, a database owner, the PostgreSQL superuser and the replication user, the
-gateway's master key)."""
+gateway's master key, the web UI's first admin and database, the tool servers' key)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ ROTATED = [
     "postgres_password",
     "postgres_replication_password",
     "litellm_master_key",
+    "openwebui_admin_password",
+    "openwebui_db_password",
+    "mcpo_api_key",
 ]
 
 
@@ -27,10 +30,17 @@ def test_rotated_secrets_are_applied_and_never_shown(by_name):
     old = {name: sim_secret(name) for name in ROTATED}
     rotate = labctl("--sim", "init", *(f"--rotate={name}" for name in ROTATED))
     assert rotate.returncode == 0, rotate.stderr
-    assert (
-        "redeploy to apply: postgres on erebus; postgres_replica on thanatos; redis on erebus; "
-        "litellm on orpheus -- `labctl --sim deploy erebus,orpheus,thanatos`"
-    ) in " ".join(rotate.stdout.split())
+    said = " ".join(rotate.stdout.split())
+    for stack in (
+        "postgres on erebus",
+        "postgres_replica on thanatos",
+        "redis on erebus",
+        "litellm on orpheus",
+        "openwebui on orpheus",
+        "mcpo on zelus",
+    ):
+        assert stack in said, said
+    assert "`labctl --sim deploy erebus,orpheus,thanatos,zelus`" in said, said
     new = {name: sim_secret(name) for name in ROTATED}
     assert all(new[name] != old[name] for name in ROTATED)
 
@@ -46,7 +56,7 @@ def test_rotated_secrets_are_applied_and_never_shown(by_name):
     converge = subprocess.run(playbook, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     output = converge.stdout + converge.stderr
     assert converge.returncode == 0, output[-3000:]
-    for machine in ("erebus", "thanatos", "orpheus"):
+    for machine in ("erebus", "thanatos", "orpheus", "zelus"):
         assert re.search(rf"^{machine}\s+: ok=\d+\s+changed=[1-9]", output, re.M), (
             f"the rotation reached {machine}"
         )
@@ -72,6 +82,27 @@ def test_rotated_secrets_are_applied_and_never_shown(by_name):
         400,
         401,
     )
+    # The web UI's first admin signs in with the new password only, and the web UI still talks to
+    # the gateway (new master key) and its database (new password).
+    webui = f"http://{by_name['orpheus'].address}:3000"
+    signin = f"{webui}/api/v1/auths/signin"
+    assert (
+        httpx.post(
+            signin, json={"email": "admin@home.arpa", "password": old["openwebui_admin_password"]}
+        ).status_code
+        != 200
+    )
+    token = httpx.post(
+        signin, json={"email": "admin@home.arpa", "password": new["openwebui_admin_password"]}
+    ).json()["token"]
+    models = httpx.get(
+        f"{webui}/api/models", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ).json()["data"]
+    assert "llama3.1:8b" in [m["id"] for m in models]
+    # The tool servers take the new key and refuse the old one.
+    tool = f"http://{by_name['zelus'].address}:8000/sequential-thinking/openapi.json"
+    assert httpx.get(tool, headers={"Authorization": f"Bearer {new['mcpo_api_key']}"}).status_code == 200
+    assert httpx.get(tool, headers={"Authorization": f"Bearer {old['mcpo_api_key']}"}).status_code == 401
     # The replica reconnects with the new replication password (its passfile was rewritten).
     assert wait_streaming() == "thanatos|streaming|quorum"
     rc, health = labctl_json("--sim", "health", "erebus,thanatos")

@@ -134,6 +134,8 @@ def test_the_rendered_gateway_is_the_plan_with_failover_settings(inventory_copy,
     assert router["fallbacks"] == gateway.fallbacks(inventory_copy.load())
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
     assert config["general_settings"]["database_url"] == "os.environ/DATABASE_URL"
+    # With the database, LiteLLM checks the keys itself (virtual keys).
+    assert "custom_auth" not in config["general_settings"]
     assert config["general_settings"]["background_health_checks"] is True
     assert config["litellm_settings"]["callbacks"] == ["prometheus"]
 
@@ -151,4 +153,7 @@ def test_the_rendered_gateway_is_the_plan_with_failover_settings(inventory_copy,
 
 def test_without_the_database_only_the_master_key(inventory_copy, tmp_path):
     files = render(inventory_copy, tmp_path, "-e", "litellm_database_enabled=false")
-    assert "database_url" not in yaml.safe_load(files["config.yaml"])["general_settings"]
+    settings = yaml.safe_load(files["config.yaml"])["general_settings"]
+    assert "database_url" not in settings
+    # LiteLLM alone answers a key it cannot look up with 400: labctl's check answers 401.
+    assert settings["custom_auth"] == "labctl_auth.master_key_only"

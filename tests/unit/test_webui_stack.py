@@ -39,7 +39,7 @@ def test_the_gateway_is_its_only_provider(inventory_copy, tmp_path):
     assert env["RAG_EMBEDDING_ENGINE"] == "openai" and env["RAG_EMBEDDING_MODEL"] == "nomic-embed-text"
     assert env["DATABASE_URL"] == "${DATABASE_URL}" and env["WEBUI_SECRET_KEY"] == "${OPENWEBUI_SECRET_KEY}"
     assert env["WEBUI_URL"] == "http://chat.home.arpa:3000"
-    assert service["volumes"] == ["./data:/app/backend/data"] and service["user"] == "65534:65534"
+    assert service["volumes"][0] == "./data:/app/backend/data" and service["user"] == "65534:65534"
     secrets = vault.read(inventory_copy.vault_file, VAULT_PASSWORD)
     for name in ("litellm_master_key", "mcpo_api_key", "openwebui_secret_key", "openwebui_admin_password"):
         assert secrets[name] not in files["compose.yaml"], name
