@@ -180,6 +180,12 @@ def test_a_model_whose_copies_all_fail_falls_back_to_the_larger_one(url, key, co
     assert {a.headers.get(HEADER) for a in answers} == {f"{larger}@{copies[larger][0]}"}
 
 
+# How long the machine stays away, and by when the health checks (every 10 s, the role's default)
+# must have taken it out of the routing.
+OUTAGE_S = 35
+TAKEN_OUT_S = 2 * 10 + 3
+
+
 def test_a_machine_losing_power_under_load_costs_clients_nothing(url, key, copies):
     """Eight clients at a time ask for a model with three copies; one copy's machine loses power
     (no answer at all: no refusal, no reset) and comes back. Every request succeeds, requests
@@ -197,7 +203,7 @@ def test_a_machine_losing_power_under_load_costs_clients_nothing(url, key, copie
         proc = await asyncio.to_thread(labctl, "sim", "kill", victim)
         assert proc.returncode == 0, proc.stderr
         marks["killed"] = time.perf_counter() - t0
-        await asyncio.sleep(20)
+        await asyncio.sleep(OUTAGE_S)
         proc = await asyncio.to_thread(labctl, "sim", "start", victim)
         assert proc.returncode == 0, proc.stderr
         marks["back"] = time.perf_counter() - t0
@@ -209,9 +215,12 @@ def test_a_machine_losing_power_under_load_costs_clients_nothing(url, key, copie
     assert not errors, f"{len(errors)} of {len(step.samples)} failed: {errors[:3]}"
     # No fallback to another model was needed: the other copies took the load.
     assert {s.deployment for s in step.samples} <= {f"{model}@{node}" for node in copies[model]}
-    # Once the health checks took the machine out (within 15 s), the others answer at full pace.
-    away = [s for s in step.samples if marks["killed"] + 15 < s.start < marks["back"]]
-    assert len(away) >= 20 and max(s.latency for s in away) < 3, [(s.start, s.latency) for s in away][:10]
+    # Once the health checks took the machine out, the others answer at full pace. A check cycle
+    # is the interval plus its slowest check (a busy engine answers a check late), and the check
+    # of the dead machine fails after one connection timeout (3 s): two intervals cover it.
+    away = [s for s in step.samples if marks["killed"] + TAKEN_OUT_S < s.start < marks["back"]]
+    slow = [(round(s.start - marks["killed"], 1), round(s.latency, 2)) for s in away if s.latency >= 3]
+    assert len(away) >= 20 and not slow, (len(away), slow[:10])
     result = bench.recovery(step, deployment, marks["back"])
     assert result["served_again_after_s"] is not None, result
     assert result["served_again_after_s"] <= 60, result
