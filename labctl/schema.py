@@ -202,7 +202,8 @@ class ServiceSpec(Strict):
     allow_from: list[Name] = []
     secrets: dict[SecretName, SecretSpec] = {}
     alias: HostName | None = None
-    consumes: list[Name] = []
+    # Services this one's configuration derives from; '*': every service (Prometheus's targets).
+    consumes: list[Name | Literal["*"]] = []
     gpu: Toggle = False
     # An inference engine: it runs on a machine only where labctl plan places models it serves.
     serves: Backend | None = None

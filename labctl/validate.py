@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from labctl import catalog, gateway, models, schema
+from labctl import catalog, gateway, models, monitoring, schema
 from labctl.model import VAULTED, Lab, Problem
 
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -42,7 +42,7 @@ def validate(lab: Lab, *, secrets: bool = True, decrypted: bool = False) -> list
         # Platform settings (on some machine) are malformed: the rules below read them typed.
         return _collapse(problems, lab.managed)
     settings = schema.platform(lab, anchor)
-    for check in (_addresses, _domain, _services, _gpus, _databases, _images, _models):
+    for check in (_addresses, _domain, _services, _gpus, _databases, _images, _models, _receivers):
         problems.extend(check(lab, settings))
     if secrets:
         problems.extend(_secrets(lab, decrypted))
@@ -308,6 +308,12 @@ def _models(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
     """The model catalog places on the inference machines without over-committing any."""
     yield from models.problems(lab, settings)
     yield from gateway.problems(lab, settings)
+
+
+def _receivers(lab: Lab, _: schema.Platform) -> Iterator[Problem]:
+    """Every alert receiver has its address and secret."""
+    for host, variable, message in monitoring.receiver_problems(lab):
+        yield Problem(host, variable, message)
 
 
 @cache

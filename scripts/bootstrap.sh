@@ -57,6 +57,22 @@ install_compose_plugin() {
   docker compose version
 }
 
+# promtool and amtool, the checks of Prometheus's rules and Alertmanager's configuration that the
+# unit tests run, from Debian's packages (unpacked into the virtualenv, never installed: the
+# packages would start the servers).
+install_prometheus_tools() {
+  [ -x "$venv/bin/promtool" ] && [ -x "$venv/bin/amtool" ] && return
+  need_root
+  log "unpacking promtool and amtool from Debian's prometheus packages into $venv/bin"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus prometheus-alertmanager >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get download prometheus prometheus-alertmanager >/dev/null; }; })
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$tmp/x"; done
+  install -m 0755 "$tmp/x/usr/bin/promtool" "$tmp/x/usr/bin/amtool" "$venv/bin/"
+  rm -rf "$tmp"
+}
+
 start_docker() {
   if docker info >/dev/null 2>&1; then return; fi
   need_root
@@ -92,4 +108,5 @@ install_packages
 install_compose_plugin
 start_docker
 install_python
+install_prometheus_tools
 log "ready: $("$venv/bin/labctl" --version 2>/dev/null || echo labctl), $(docker compose version)"

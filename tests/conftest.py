@@ -107,6 +107,18 @@ def lab_group(data: dict[str, Any], *path: str) -> dict[str, Any]:
     return node[path[-1]]
 
 
+def add_gpu_node(
+    copy: InventoryCopy, name: str, address: str, model: str = "RTX A4000", vram_gb: int = 16
+) -> None:
+    """One more NVIDIA machine in the copy's inventory: the one entry a user adds."""
+    copy.edit(
+        "hosts.yml",
+        lambda d: lab_group(d, "inference", "gpu_nvidia")["hosts"].update(
+            {name: {"lab_address": address, "gpu": {"vendor": "nvidia", "model": model, "vram_gb": vram_gb}}}
+        ),
+    )
+
+
 def render_stack(
     copy: InventoryCopy,
     tmp_path: Path,

@@ -223,12 +223,30 @@ def labctl_webui(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]
     return gateway.webui_view(_lab(hostvars, groups))
 
 
+def labctl_monitoring(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str
+) -> dict[str, Any]:
+    """What the Prometheus on `host` scrapes and probes, and where it sends alerts."""
+    from labctl import monitoring
+
+    return monitoring.view(_lab(hostvars, groups), host)
+
+
+def labctl_dashboards(logs: bool = True) -> dict[str, dict[str, Any]]:
+    """Grafana's dashboards (file name -> JSON model), built by labctl/dashboards.py."""
+    from labctl import dashboards
+
+    return dashboards.all_dashboards(bool(logs))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "labctl_host_models": labctl_host_models,
             "labctl_gateway": labctl_gateway,
             "labctl_webui": labctl_webui,
+            "labctl_monitoring": labctl_monitoring,
+            "labctl_dashboards": labctl_dashboards,
             "labctl_model_files": labctl_model_files,
             "labctl_gpu_query": labctl_gpu_query,
             "labctl_gpu_check": labctl_gpu_check,

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 import yaml
 
 from tests.conftest import lab_group
-from tests.lab.conftest import ROOT, SIM_INVENTORY, labctl, labctl_json, resolve
+from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json, resolve
 from tests.lab.test_llamacpp import call, chat
+from tests.lab.test_prometheus import prometheus_query
 
 
 @pytest.fixture
@@ -42,7 +44,14 @@ def eleventh_machine(tmp_path):
         assert rc == 0, result
 
 
+def prometheus_started_at() -> str:
+    return box_of("moros").check_output(
+        "docker inspect prometheus-prometheus-1 --format '{{.State.StartedAt}}'"
+    )
+
+
 def test_a_new_machine_is_resolved_by_every_machine_after_one_deploy(eleventh_machine, machines):
+    started = prometheus_started_at()
     rc, result = labctl_json("--sim", "deploy", eleventh_machine)
     assert rc == 0, result
     assert set(result["refreshed"]) == {m.name for m in machines}
@@ -58,6 +67,17 @@ def test_a_new_machine_is_resolved_by_every_machine_after_one_deploy(eleventh_ma
         if report["status"] != "healthy"
     } or health
     assert health["hosts"]["eris"]["status"] == "healthy"
+    # Prometheus scrapes the new machine and probes its engine (its targets are files it
+    # watches): it is not restarted for that.
+    queries = (
+        'up{job="node_exporter", host="eris"} == 1',
+        'probe_success{host="eris", kind="inference"} == 1',
+    )
+    deadline = time.monotonic() + 60
+    while not all(prometheus_query(q) for q in queries) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert [q for q in queries if not prometheus_query(q)] == []
+    assert prometheus_started_at() == started, "Prometheus was restarted for a new target"
     # The models: the new machine serves what the plan now places there, and every inference
     # machine serves exactly its share of the new plan (nothing left behind where a copy moved).
     rc, plan = labctl_json("--sim", "plan")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from labctl import catalog
-from tests.conftest import lab_group
+from tests.conftest import add_gpu_node
 
 TEN = ["erebus", "hephaestus", "thanatos", "zelus", "orpheus", "kratos", "nyx", "hades", "moros", "local"]
 
@@ -62,20 +62,12 @@ def test_stacks_and_tiers_of_a_machine(inventory_copy):
     assert catalog.host_tiers(lab, "erebus") == [1, 2]
     # the replica goes out after the primary it clones
     assert catalog.host_tiers(lab, "thanatos") == [1, 4]
-    assert catalog.host_tiers(lab, "moros") == [1]
+    assert catalog.host_tiers(lab, "moros") == [1, 7]
     assert catalog.tiers(lab)[:2] == ["base", "databases"]
 
 
 def test_adding_a_gpu_node_is_one_inventory_entry(inventory_copy):
-    inventory_copy.edit(
-        "hosts.yml",
-        lambda d: lab_group(d, "inference", "gpu_nvidia")["hosts"].update(
-            ceto={
-                "lab_address": "192.168.50.24",
-                "gpu": {"vendor": "nvidia", "model": "RTX A4000", "vram_gb": 16},
-            }
-        ),
-    )
+    add_gpu_node(inventory_copy, "ceto", "192.168.50.24")
     lab = inventory_copy.load()
     assert "ceto" in [i.host for i in catalog.instances(lab)]
     entries = {e["host"]: e for e in catalog.hosts_entries(lab)}
@@ -163,12 +155,14 @@ def test_domain_change_flows_everywhere(inventory_copy):
 def test_declared_secrets_and_who_uses_them(inventory_copy):
     password = {"form": "password", "length": 32, "prefix": ""}
     token = {"form": "token", "length": 48, "prefix": "sk-"}
+    provided = {"form": "provided", "length": 32, "prefix": ""}
     assert catalog.declared_secrets(inventory_copy.load()) == {
         "postgres_password": {**password, "services": ["postgres"]},
         "postgres_replication_password": {**password, "services": ["postgres", "postgres_replica"]},
         "litellm_db_password": {**password, "services": ["postgres", "litellm"]},
         "openwebui_db_password": {**password, "services": ["postgres", "openwebui"]},
-        "grafana_db_password": {**password, "services": ["postgres"]},
+        "grafana_db_password": {**password, "services": ["postgres", "grafana"]},
+        "postgres_monitor_password": {**password, "services": ["postgres", "postgres_replica"]},
         "redis_password": {**password, "services": ["redis", "litellm"]},
         "hf_token": {"form": "provided", "length": 32, "prefix": "", "services": ["vllm"]},
         "litellm_master_key": {**token, "services": ["litellm", "openwebui"]},
@@ -182,6 +176,11 @@ def test_declared_secrets_and_who_uses_them(inventory_copy):
             "services": ["openwebui"],
         },
         "mcpo_api_key": {"form": "token", "length": 40, "prefix": "mcpo-", "services": ["openwebui", "mcpo"]},
+        "alertmanager_webhook_url": {**provided, "services": ["alertmanager"]},
+        "alertmanager_smtp_password": {**provided, "services": ["alertmanager"]},
+        "alertmanager_ntfy_token": {**provided, "services": ["alertmanager"]},
+        "grafana_admin_password": {**password, "length": 24, "services": ["grafana"]},
+        "grafana_secret_key": {"form": "token", "length": 48, "prefix": "", "services": ["grafana"]},
     }
 
 
@@ -194,7 +193,8 @@ def test_consumer_stacks_follow_the_consumes_key(inventory_copy):
         health={"port": "http", "path": "/"},
     )
     lab = inventory_copy.load()
-    assert [s["service"] for s in catalog.consumer_stacks(lab, "moros", ["nyx"])] == ["scraper"]
+    # Prometheus consumes every service ('*'); the scraper only the node exporters.
+    assert [s["service"] for s in catalog.consumer_stacks(lab, "moros", ["nyx"])] == ["prometheus", "scraper"]
     assert catalog.consumer_stacks(lab, "erebus", ["nyx"]) == []
 
 

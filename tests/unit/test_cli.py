@@ -65,9 +65,13 @@ def test_services_json_lists_every_instance(inventory_copy):
     assert result.exit_code == 0
     instances = json.loads(result.stdout)
     # node exporter on ten machines, Postgres primary and replica, Redis on one, Ollama on four,
-    # the gateway, the web UI and the tool servers on one each
-    assert len(instances) == 20
+    # the gateway, the web UI and the tool servers on one each, and the monitoring tier's four
+    assert len(instances) == 24
     assert {i["service"] for i in instances} == {
+        "prometheus",
+        "alertmanager",
+        "blackbox",
+        "grafana",
         "node_exporter",
         "postgres",
         "postgres_replica",
@@ -140,7 +144,13 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
     first = run(inventory_copy, "init", "--json")
     assert first.exit_code == 0, first.output
     assert [(c["name"], c["action"]) for c in json.loads(first.stdout)["changes"]] == [
+        # the owner's receivers of alerts, optional until one is chosen
+        ("alertmanager_ntfy_token", "empty"),
+        ("alertmanager_smtp_password", "empty"),
+        ("alertmanager_webhook_url", "empty"),
+        ("grafana_admin_password", "generated"),
         ("grafana_db_password", "generated"),
+        ("grafana_secret_key", "generated"),
         ("hf_token", "empty"),  # given by the owner (vLLM's gated models), optional until then
         ("litellm_db_password", "generated"),
         ("litellm_external_api_key", "empty"),  # the owner's, for the optional external fallback
@@ -150,6 +160,7 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
         ("openwebui_admin_password", "generated"),
         ("openwebui_db_password", "generated"),
         ("openwebui_secret_key", "generated"),
+        ("postgres_monitor_password", "generated"),
         ("postgres_password", "generated"),
         ("postgres_replication_password", "generated"),
         ("redis_password", "generated"),
@@ -157,11 +168,12 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
     assert run(inventory_copy, "validate").exit_code == 0
     again = run(inventory_copy, "init", "--json")
     assert [c["action"] for c in json.loads(again.stdout)["changes"]] == [
-        "kept",
+        *["empty"] * 3,
+        *["kept"] * 3,
         "empty",
         "kept",
         "empty",
-        *["kept"] * 9,
+        *["kept"] * 10,
     ]
     rotated = run(inventory_copy, "init", "--rotate", "redis_password")
     assert rotated.exit_code == 0

@@ -104,6 +104,9 @@ def test_pg_hba_opens_each_database_to_its_clients_machines_only(inventory_copy,
         # erebus and thanatos, each may become the other's primary
         ["host", "replication", "replicator", "192.168.50.10/32", "scram-sha-256"],
         ["host", "replication", "replicator", "192.168.50.12/32", "scram-sha-256"],
+        # the exporter next to each server, from the database machines only (read-only: pg_monitor)
+        ["host", "postgres", "labctl_monitor", "192.168.50.10/32", "scram-sha-256"],
+        ["host", "postgres", "labctl_monitor", "192.168.50.12/32", "scram-sha-256"],
         ["host", "litellm", "litellm", "192.168.50.20/32", "scram-sha-256"],  # gateway: orpheus
         ["host", "openwebui", "openwebui", "192.168.50.20/32", "scram-sha-256"],  # webui: orpheus
         ["host", "grafana", "grafana", "192.168.50.30/32", "scram-sha-256"],  # monitoring: moros

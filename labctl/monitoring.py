@@ -1,0 +1,167 @@
+"""What the monitoring tier watches, derived from the service catalog.
+
+Prometheus scrapes every catalog instance whose service declares `metrics`, one job per service;
+the blackbox exporter probes every health endpoint (HTTP where the catalog gives a path, a TCP
+connect where the health check is a command inside the container) that the monitoring machines
+may reach (the service's `allow_from` names their group); Prometheus sends its alerts to every
+Alertmanager instance. The targets go to Prometheus as file-based service discovery, so a new
+machine or service appears with no edit to its configuration.
+
+Every target carries the labels the alert rules and dashboards group by: `instance` and `host`
+(the machine's inventory name, not an address), `service` (the catalog's name) and, for an
+inference engine's health endpoint, `kind: inference`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from labctl import catalog
+from labctl.model import VAULTED, Lab
+
+# The service whose instances probe health endpoints, and the one that receives alerts.
+PROBER = "blackbox"
+ALERT_RECEIVER = "alertmanager"
+
+
+def _labels(inst: catalog.Instance) -> dict[str, str]:
+    labels = {"instance": inst.host, "host": inst.host, "service": inst.service}
+    if inst.serves:
+        labels["kind"] = "inference"
+    return labels
+
+
+def node_relabels(lab: Lab, consumes: list[str]) -> list[dict[str, Any]]:
+    """For a service that talks to inference engines (the gateway): its metrics name each model
+    copy by the engine's `api_base` URL; these rules add the engine's machine as label `node`."""
+    engines = [i for i in catalog.instances(lab) if i.serves and i.service in consumes]
+    return [
+        {
+            "source_labels": ["api_base"],
+            "regex": f"https?://{re.escape(i.address)}:[0-9]+(/.*)?",
+            "target_label": "node",
+            "replacement": i.host,
+        }
+        for i in sorted(engines, key=lambda i: (i.host, i.service))
+    ]
+
+
+def scrape_jobs(lab: Lab) -> list[dict[str, Any]]:
+    """One job per service with `metrics`, in catalog order: its path, its targets (as a
+    file_sd list: one group per instance, `address:port` with the instance's labels) and the
+    rules that name model copies by machine (`relabel`, for the gateway)."""
+    anchor = lab.anchor
+    if anchor is None:
+        return []
+    specs = catalog.settings_of(lab, anchor).labctl_services
+    jobs: dict[str, dict[str, Any]] = {}
+    for inst in catalog.instances(lab):
+        metrics = specs[inst.service].metrics
+        if metrics is None:
+            continue
+        job = jobs.setdefault(
+            inst.service,
+            {
+                "job": inst.service,
+                "path": metrics.path,
+                "targets": [],
+                "relabel": node_relabels(lab, inst.consumes),
+            },
+        )
+        job["targets"].append(
+            {"targets": [f"{inst.address}:{inst.ports[metrics.port]}"], "labels": _labels(inst)}
+        )
+    return list(jobs.values())
+
+
+def probes(lab: Lab) -> dict[str, list[dict[str, Any]]]:
+    """The blackbox exporter's targets, by module: `http` (the health URL) and `tcp` (the health
+    port of a service checked by a command). A service the monitoring machines may not reach
+    (its allow_from leaves their group out) is not probed."""
+    probers = {i.host for i in catalog.instances(lab, services=[PROBER])}
+    result: dict[str, list[dict[str, Any]]] = {"http": [], "tcp": []}
+    if not probers:
+        return result
+    for inst in catalog.instances(lab):
+        if not inst.health or not probers <= set(inst.allowed_hosts):
+            continue
+        port = inst.ports[inst.health["port"]]
+        if "path" in inst.health:
+            target, module = f"http://{inst.address}:{port}{inst.health['path']}", "http"
+        else:
+            target, module = f"{inst.address}:{port}", "tcp"
+        result[module].append({"targets": [target], "labels": _labels(inst)})
+    return result
+
+
+def unprobed(lab: Lab) -> list[str]:
+    """`service@host` of every health endpoint the probes leave out (the monitoring machines may
+    not reach it)."""
+    probed = {
+        (group["labels"]["service"], group["labels"]["host"])
+        for groups in probes(lab).values()
+        for group in groups
+    }
+    return [
+        f"{i.service}@{i.host}"
+        for i in catalog.instances(lab)
+        if i.health and (i.service, i.host) not in probed
+    ]
+
+
+def alertmanagers(lab: Lab) -> list[dict[str, Any]]:
+    """Where Prometheus sends its alerts (file_sd list)."""
+    return [
+        {"targets": [f"{i.address}:{i.ports['web']}"], "labels": _labels(i)}
+        for i in catalog.instances(lab, services=[ALERT_RECEIVER])
+    ]
+
+
+def view(lab: Lab, host: str) -> dict[str, Any]:
+    """Everything the Prometheus on `host` renders: its scrape jobs, the probes, the blackbox
+    exporter it asks (the one on its own machine if there is one) and the Alertmanagers."""
+    prober = [i for i in catalog.instances(lab, services=[PROBER])]
+    local = [i for i in prober if i.host == host] or prober
+    blackbox = f"{local[0].address}:{local[0].ports['probe']}" if local else None
+    return {
+        "jobs": scrape_jobs(lab),
+        "probes": probes(lab) if blackbox else {"http": [], "tcp": []},
+        "blackbox": blackbox,
+        "alertmanagers": alertmanagers(lab),
+    }
+
+
+# What each Alertmanager receiver needs (roles/alertmanager), and which of those are secrets.
+RECEIVER_NEEDS: dict[str, tuple[str, ...]] = {
+    "webhook": ("alertmanager_webhook_url",),
+    "email": (
+        "alertmanager_email_to",
+        "alertmanager_smtp_from",
+        "alertmanager_smtp_smarthost",
+        "alertmanager_smtp_password",
+    ),
+    "ntfy": ("alertmanager_ntfy_url",),
+}
+
+
+def receiver_problems(lab: Lab) -> list[tuple[str, str, str]]:
+    """(host, variable, message) for every receiver an Alertmanager machine names without what
+    it needs; a secret in a vault that could not be read counts as present."""
+    result = []
+    for inst in catalog.instances(lab, services=[ALERT_RECEIVER]):
+        chosen = lab.var(inst.host, "alertmanager_receivers", [])
+        for receiver in chosen if isinstance(chosen, list) else []:
+            for variable in RECEIVER_NEEDS.get(str(receiver), ()):
+                value = lab.var(inst.host, variable, "")
+                if value is VAULTED or (isinstance(value, str) and value.strip()):
+                    continue
+                how = (
+                    f"a secret: labctl init --set {variable}"
+                    if variable in inst.secrets
+                    else "a variable of the inventory"
+                )
+                result.append(
+                    (inst.host, variable, f"alertmanager_receivers names {receiver}, which needs it ({how})")
+                )
+    return result
