@@ -20,7 +20,6 @@ LOKI = {"type": "loki", "uid": "loki"}
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
     "$__interval": "1m",
-    "$__range": "1h",
     "$host": ".*",
     "$model": ".*",
 }
@@ -378,8 +377,4 @@ def metric_names(query: str) -> set[str]:
     """The metric names a PromQL query reads."""
     text = _STRINGS.sub("", concrete(query))
     text = _GROUPINGS.sub("", _RANGES.sub("", _LABEL_SETS.sub("", text)))
-    return {
-        name
-        for name in _NAMES.findall(text)
-        if name.lower() not in _PROMQL_WORDS and not re.fullmatch(r"[0-9.e]+", name)
-    }
+    return {name for name in _NAMES.findall(text) if name.lower() not in _PROMQL_WORDS}

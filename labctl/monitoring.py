@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from labctl import catalog
-from labctl.model import VAULTED, Lab
+from labctl.model import VAULTED, Lab, Problem
 
 # The service whose instances probe health endpoints, and the one that receives alerts.
 PROBER = "blackbox"
@@ -120,15 +120,45 @@ def alertmanagers(lab: Lab) -> list[dict[str, Any]]:
 
 def view(lab: Lab, host: str) -> dict[str, Any]:
     """Everything the Prometheus on `host` renders: its scrape jobs, the probes, the blackbox
-    exporter it asks (the one on its own machine if there is one) and the Alertmanagers."""
-    prober = [i for i in catalog.instances(lab, services=[PROBER])]
+    exporter it asks (the one on its own machine if there is one), the Alertmanagers, its
+    file_sd files (`targets`: file name -> target groups) and how many database replicas the
+    catalog places (the primary should see them all streaming)."""
+    prober = catalog.instances(lab, services=[PROBER])
     local = [i for i in prober if i.host == host] or prober
     blackbox = f"{local[0].address}:{local[0].ports['probe']}" if local else None
+    jobs = scrape_jobs(lab)
+    found = probes(lab) if blackbox else {"http": [], "tcp": []}
+    receivers = alertmanagers(lab)
     return {
-        "jobs": scrape_jobs(lab),
-        "probes": probes(lab) if blackbox else {"http": [], "tcp": []},
+        "jobs": jobs,
+        "probes": found,
         "blackbox": blackbox,
-        "alertmanagers": alertmanagers(lab),
+        "alertmanagers": receivers,
+        "targets": {
+            **{job["job"]: job["targets"] for job in jobs},
+            **{f"probe_{module}": groups for module, groups in found.items()},
+            "alertmanagers": receivers,
+        },
+        "replicas": len(catalog.instances(lab, services=["postgres_replica"])),
+    }
+
+
+def _url(inst: catalog.Instance | None, port: str) -> str | None:
+    return f"http://{inst.address}:{inst.ports[port]}" if inst else None
+
+
+def grafana_view(lab: Lab) -> dict[str, Any]:
+    """Grafana's datasources (None where the catalog places no such service) and its database."""
+    first = {
+        name: next(iter(catalog.instances(lab, services=[name])), None)
+        for name in ("prometheus", "alertmanager", "loki", "postgres")
+    }
+    postgres = first["postgres"]
+    return {
+        "prometheus": _url(first["prometheus"], "web"),
+        "alertmanager": _url(first["alertmanager"], "web"),
+        "loki": _url(first["loki"], "http"),
+        "postgres": f"{postgres.address}:{postgres.ports['postgres']}" if postgres else None,
     }
 
 
@@ -145,9 +175,9 @@ RECEIVER_NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def receiver_problems(lab: Lab) -> list[tuple[str, str, str]]:
-    """(host, variable, message) for every receiver an Alertmanager machine names without what
-    it needs; a secret in a vault that could not be read counts as present."""
+def receiver_problems(lab: Lab) -> list[Problem]:
+    """Every receiver an Alertmanager machine names without what it needs; a secret in a vault
+    that could not be read counts as present."""
     result = []
     for inst in catalog.instances(lab, services=[ALERT_RECEIVER]):
         chosen = lab.var(inst.host, "alertmanager_receivers", [])
@@ -162,6 +192,10 @@ def receiver_problems(lab: Lab) -> list[tuple[str, str, str]]:
                     else "a variable of the inventory"
                 )
                 result.append(
-                    (inst.host, variable, f"alertmanager_receivers names {receiver}, which needs it ({how})")
+                    Problem(
+                        inst.host,
+                        variable,
+                        f"alertmanager_receivers names {receiver}, which needs it ({how})",
+                    )
                 )
     return result

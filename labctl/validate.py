@@ -312,8 +312,7 @@ def _models(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
 
 def _receivers(lab: Lab, _: schema.Platform) -> Iterator[Problem]:
     """Every alert receiver has its address and secret."""
-    for host, variable, message in monitoring.receiver_problems(lab):
-        yield Problem(host, variable, message)
+    yield from monitoring.receiver_problems(lab)
 
 
 @cache

@@ -232,6 +232,13 @@ def labctl_monitoring(
     return monitoring.view(_lab(hostvars, groups), host)
 
 
+def labctl_grafana(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Grafana's datasources and database, from the catalog."""
+    from labctl import monitoring
+
+    return monitoring.grafana_view(_lab(hostvars, groups))
+
+
 def labctl_dashboards(logs: bool = True) -> dict[str, dict[str, Any]]:
     """Grafana's dashboards (file name -> JSON model), built by labctl/dashboards.py."""
     from labctl import dashboards
@@ -247,6 +254,7 @@ class FilterModule:
             "labctl_webui": labctl_webui,
             "labctl_monitoring": labctl_monitoring,
             "labctl_dashboards": labctl_dashboards,
+            "labctl_grafana": labctl_grafana,
             "labctl_model_files": labctl_model_files,
             "labctl_gpu_query": labctl_gpu_query,
             "labctl_gpu_check": labctl_gpu_check,

@@ -33,7 +33,7 @@ def render(copy, tmp_path: Path) -> dict:
         "grafana",
         "moros",
         ("compose.yaml", "datasources.yml", "dashboards.yml"),
-        values={"dashboards": "(_grafana_loki is not none) | labctl_dashboards"},
+        values={"dashboards": "(_grafana_view.loki is not none) | labctl_dashboards"},
     )
 
 

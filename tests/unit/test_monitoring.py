@@ -180,16 +180,29 @@ def test_a_broken_rule_fails_its_test(inventory_copy, tmp_path):
 
 
 def test_prometheus_reloads_instead_of_restarting(inventory_copy, tmp_path):
-    """Its configuration is a mounted directory outside the stack's hashed files: a change of
-    rules or targets does not recreate the container (the role sends SIGHUP)."""
-    files = render_prometheus(inventory_copy, tmp_path)
+    """Its configuration is a mounted directory whose files are marked `reload`: left out of the
+    stack's hash, so a change of rules or targets does not recreate the container; compose_stack
+    sends SIGHUP instead."""
+    files = render_stack(
+        inventory_copy,
+        tmp_path,
+        "prometheus",
+        "moros",
+        ("compose.yaml",),
+        values={"files": "_prometheus_files"},
+    )
     compose = yaml.safe_load(files["compose.yaml"])
     service = compose["services"]["prometheus"]
     assert "./config:/etc/prometheus:ro" in service["volumes"]
     assert service["user"] == "65534:65534"
     assert service["ports"] == ["192.168.50.30:9090:9090"]
-    tasks = yaml.safe_load((ROOT / "roles" / "prometheus" / "tasks" / "main.yml").read_text())
-    reload = next(t for t in tasks if t["name"].startswith("Reload Prometheus"))
+    stack_files = files["values"]["files"]
+    assert all(f["reload"] and f["dest"].startswith("config/") for f in stack_files)
+    # The rules are checked before the configuration, which promtool checks with them.
+    dests = [f["dest"] for f in stack_files]
+    assert dests.index("config/rules/labctl.yml") < dests.index("config/prometheus.yml") == len(dests) - 1
+    tasks = yaml.safe_load((ROOT / "roles" / "compose_stack" / "tasks" / "main.yml").read_text())
+    reload = next(t for t in tasks if t["name"].startswith("Reload after a change"))
     assert reload["community.docker.docker_compose_v2_exec"]["command"] == "kill -HUP 1"
 
 
@@ -263,8 +276,11 @@ def test_receivers_take_their_secrets_from_the_vault(inventory_copy, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # The file holds secrets: the role writes it 0600 for the container's user, never logged.
     tasks = yaml.safe_load((ROOT / "roles" / "alertmanager" / "tasks" / "main.yml").read_text())
-    write = next(t for t in tasks if t["name"].startswith("Write and check the configuration"))
-    assert write["ansible.builtin.template"]["mode"] == "0600" and write["no_log"] is True
+    (entry,) = tasks[0]["vars"]["compose_stack_files"]
+    assert entry["mode"] == "0600" and entry["secret"] is True and entry["reload"] is True
+    stack_tasks = yaml.safe_load((ROOT / "roles" / "compose_stack" / "tasks" / "main.yml").read_text())
+    write = next(t for t in stack_tasks if t["name"].startswith("Write the secret files"))
+    assert write["no_log"] is True
 
 
 @pytest.mark.parametrize("role", ["prometheus", "alertmanager", "blackbox"])
