@@ -162,6 +162,31 @@ def grafana_view(lab: Lab) -> dict[str, Any]:
     }
 
 
+def log_view(lab: Lab) -> dict[str, Any]:
+    """Where every machine's log shipper (Alloy) pushes: each Loki the catalog places."""
+    return {
+        "push": [
+            f"{_url(inst, 'http')}/loki/api/v1/push" for inst in catalog.instances(lab, services=["loki"])
+        ]
+    }
+
+
+def log_problems(lab: Lab) -> list[Problem]:
+    """Log shippers with nowhere to ship to."""
+    shippers = catalog.instances(lab, services=["alloy"])
+    if shippers and not log_view(lab)["push"]:
+        return [
+            Problem(
+                "all",
+                "labctl_services.alloy",
+                f"Alloy runs on {', '.join(sorted(i.host for i in shippers))} but no machine runs Loki "
+                "(its placement group is empty or loki_enabled is false): switch Alloy off too "
+                "(alloy_enabled: false) or place Loki",
+            )
+        ]
+    return []
+
+
 # What each Alertmanager receiver needs (roles/alertmanager), and which of those are secrets.
 RECEIVER_NEEDS: dict[str, tuple[str, ...]] = {
     "webhook": ("alertmanager_webhook_url",),

@@ -164,8 +164,8 @@ class Health(Strict):
     port: Name
     path: Path | None = None
     command: list[Annotated[StrictStr, Field(min_length=1)]] | None = Field(default=None, min_length=1)
-    # The HTTP client the image has for its own healthcheck.
-    client: Literal["wget", "curl"] = "wget"
+    # The HTTP client the image has for its own healthcheck; bash: none, its /dev/tcp asks.
+    client: Literal["wget", "curl", "bash"] = "wget"
 
     @model_validator(mode="after")
     def _one_probe(self) -> Health:

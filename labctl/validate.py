@@ -42,7 +42,7 @@ def validate(lab: Lab, *, secrets: bool = True, decrypted: bool = False) -> list
         # Platform settings (on some machine) are malformed: the rules below read them typed.
         return _collapse(problems, lab.managed)
     settings = schema.platform(lab, anchor)
-    for check in (_addresses, _domain, _services, _gpus, _databases, _images, _models, _receivers):
+    for check in (_addresses, _domain, _services, _gpus, _databases, _images, _models, _receivers, _logs):
         problems.extend(check(lab, settings))
     if secrets:
         problems.extend(_secrets(lab, decrypted))
@@ -313,6 +313,11 @@ def _models(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
 def _receivers(lab: Lab, _: schema.Platform) -> Iterator[Problem]:
     """Every alert receiver has its address and secret."""
     yield from monitoring.receiver_problems(lab)
+
+
+def _logs(lab: Lab, _: schema.Platform) -> Iterator[Problem]:
+    """Every log shipper has a Loki to ship to."""
+    yield from monitoring.log_problems(lab)
 
 
 @cache

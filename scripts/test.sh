@@ -24,4 +24,4 @@ mkdir -p .labctl/sim/inventory
 timed molecule test
 
 step "unit tests: catalog, validation, playbooks, CLI"
-pytest tests/unit -q
+pytest tests/unit -q -n auto

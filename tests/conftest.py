@@ -49,6 +49,15 @@ class InventoryCopy:
         if with_vault:
             self.init_vault()
 
+    def clone(self, base: Path) -> InventoryCopy:
+        """Another copy, vault included, made from this one (no secrets generated again)."""
+        other = InventoryCopy.__new__(InventoryCopy)
+        other.dir = base / "inventory"
+        shutil.copytree(self.dir, other.dir)
+        other.password_file = base / "vault-password"
+        shutil.copy(self.password_file, other.password_file)
+        return other
+
     def init_vault(self, rotate: list[str] | None = None) -> Any:
         from labctl import catalog, vault
         from labctl.inventory import load
@@ -149,7 +158,11 @@ def render_stack(
                     "hosts": host,
                     "connection": "local",
                     "gather_facts": False,
-                    "vars_files": [str(path / "defaults" / "main.yml"), str(path / "vars" / "main.yml")],
+                    "vars_files": [
+                        str(f)
+                        for f in (path / "defaults" / "main.yml", path / "vars" / "main.yml")
+                        if f.exists()
+                    ],
                     "vars": {
                         "labctl_instance": (
                             f"{{{{ hostvars | labctl_instance(groups, inventory_hostname, '{role}') }}}}"

@@ -239,6 +239,13 @@ def labctl_grafana(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[st
     return monitoring.grafana_view(_lab(hostvars, groups))
 
 
+def labctl_logs(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Where the log shippers push (every Loki of the catalog)."""
+    from labctl import monitoring
+
+    return monitoring.log_view(_lab(hostvars, groups))
+
+
 def labctl_dashboards(logs: bool = True) -> dict[str, dict[str, Any]]:
     """Grafana's dashboards (file name -> JSON model), built by labctl/dashboards.py."""
     from labctl import dashboards
@@ -255,6 +262,7 @@ class FilterModule:
             "labctl_monitoring": labctl_monitoring,
             "labctl_dashboards": labctl_dashboards,
             "labctl_grafana": labctl_grafana,
+            "labctl_logs": labctl_logs,
             "labctl_model_files": labctl_model_files,
             "labctl_gpu_query": labctl_gpu_query,
             "labctl_gpu_check": labctl_gpu_check,

@@ -130,7 +130,15 @@ def test_every_service_gets_the_hardening():
     assert service["security_opt"] == ["no-new-privileges:true"]
     assert service["read_only"] is True and service["restart"] == "unless-stopped"
     assert service["mem_limit"] == "2g" and service["pids_limit"] == 256
-    assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
+    assert service["logging"] == {
+        "driver": "json-file",
+        # Each line names its stack and service: the log shipper's labels.
+        "options": {
+            "max-size": "10m",
+            "max-file": "3",
+            "labels": "com.docker.compose.project,com.docker.compose.service",
+        },
+    }
     assert service["labels"] == {"io.labctl.service": "redis", "io.labctl.files": "0123abc"}
 
 

@@ -127,6 +127,12 @@ def test_the_rendered_gateway_is_the_plan_with_failover_settings(inventory_copy,
     router = config["router_settings"]
     assert router["routing_strategy"] == "simple-shuffle"
     assert router["enable_health_check_routing"] is True
+    # The check cycle is bounded, and a slow check (a busy copy) does not take its copy out.
+    assert router["health_check_ignore_transient_errors"] is True
+    assert all(d["model_info"]["health_check_timeout"] == 5 for d in config["model_list"])
+    # One connection attempt per copy (the router retries elsewhere): a dead machine's check fails
+    # within the check timeout instead of timing out as "busy".
+    assert all(d["litellm_params"]["max_retries"] == 0 for d in config["model_list"])
     assert router["num_retries"] >= 1 and router["retry_after"] == 0
     # LiteLLM skips the health filter when a router-wide allowed_fails_policy is set.
     assert "allowed_fails_policy" not in router

@@ -58,9 +58,9 @@ def test_the_datasources_come_from_the_catalog(inventory_copy, tmp_path):
     assert sources["prometheus"]["url"] == "http://192.168.50.30:9090"
     assert sources["alertmanager"]["url"] == "http://192.168.50.30:9093"
     assert sources["prometheus"]["isDefault"] is True
-    # No Loki in the catalog: no Loki datasource and no logs dashboard.
-    assert "loki" not in sources
-    assert "labctl-logs.json" not in files["values"]["dashboards"]
+    # Loki is in the catalog: its datasource, and the logs dashboard.
+    assert sources["loki"]["url"] == "http://192.168.50.30:3100"
+    assert "labctl-logs.json" in files["values"]["dashboards"]
     provider = yaml.safe_load(files["dashboards.yml"])["providers"][0]
     assert provider["options"]["path"] == "/etc/grafana/dashboards" and provider["allowUiUpdates"] is False
 

@@ -45,15 +45,27 @@ def test_every_machine_and_service_is_a_target(inventory_copy):
     jobs = {job["job"]: job for job in monitoring.scrape_jobs(lab)}
     assert list(jobs) == [
         "node_exporter",
+        "cadvisor",
+        "alloy",
         "postgres",
         "postgres_replica",
         "redis",
+        "dcgm_exporter",
+        "rocm_exporter",
         "litellm",
         "prometheus",
         "alertmanager",
         "blackbox",
+        "loki",
         "grafana",
     ]
+    # Container metrics and the log shipper on every machine; the GPU exporters by vendor.
+    assert [t["labels"]["host"] for t in jobs["cadvisor"]["targets"]] == TEN
+    assert [t["labels"]["host"] for t in jobs["alloy"]["targets"]] == TEN
+    assert [t["targets"] for t in jobs["dcgm_exporter"]["targets"]] == [
+        [f"192.168.50.{last}:9400"] for last in (20, 21, 22)
+    ]
+    assert [t["targets"] for t in jobs["rocm_exporter"]["targets"]] == [["192.168.50.23:5000"]]
     assert jobs["postgres"]["targets"][0]["targets"] == ["192.168.50.10:9187"]
     assert jobs["redis"]["targets"][0]["targets"] == ["192.168.50.10:9121"]
     assert [t["labels"]["host"] for t in jobs["node_exporter"]["targets"]] == TEN
@@ -126,8 +138,9 @@ def test_the_configuration_passes_promtool(inventory_copy, tmp_path):
     config = yaml.safe_load(files["prometheus.yml"])
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {
-        *("node_exporter", "postgres", "postgres_replica", "redis", "litellm"),
-        *("prometheus", "alertmanager", "blackbox", "grafana", "probe_http", "probe_tcp"),
+        *("node_exporter", "cadvisor", "alloy", "postgres", "postgres_replica", "redis", "litellm"),
+        *("dcgm_exporter", "rocm_exporter", "prometheus", "alertmanager", "blackbox", "loki", "grafana"),
+        *("probe_http", "probe_tcp"),
     }
     assert jobs["probe_http"]["relabel_configs"][-1] == {
         "target_label": "__address__",
