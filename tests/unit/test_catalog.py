@@ -55,6 +55,8 @@ def test_stacks_and_tiers_of_a_machine(inventory_copy):
     lab = inventory_copy.load()
     assert [s["service"] for s in catalog.host_stacks(lab, "erebus")] == [
         "node_exporter",
+        "cadvisor",
+        "alloy",
         "postgres",
         "redis",
     ]
@@ -89,7 +91,7 @@ def test_a_disabled_stack_has_no_instance(inventory_copy):
         i.host for i in catalog.instances(lab, services=["node_exporter"], include_disabled=True)
     ]
     # Its other stacks stay.
-    assert [i.service for i in catalog.instances(lab, hosts=["zelus"])] == ["mcpo"]
+    assert [i.service for i in catalog.instances(lab, hosts=["zelus"])] == ["cadvisor", "alloy", "mcpo"]
 
 
 def test_image_override_per_host(inventory_copy):
