@@ -21,8 +21,7 @@ EXCEPTIONS = {
 def problems(name: str, service: dict[str, Any], allowed_addresses: set[str]) -> list[str]:
     """What `service` (a compose service mapping) lacks; empty when it is hardened (apart from
     the EXCEPTIONS)."""
-    found = [p for p in _problems(name, service, allowed_addresses) if p not in EXCEPTIONS]
-    return found
+    return [p for p in _problems(name, service, allowed_addresses) if p not in EXCEPTIONS]
 
 
 def _problems(name: str, service: dict[str, Any], allowed_addresses: set[str]) -> list[str]:
