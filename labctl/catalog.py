@@ -20,6 +20,9 @@ from labctl import models, schema
 from labctl.model import VAULTED, Lab
 
 LOOPBACK = "127.0.0.1"
+# The service people's HTTPS requests come through: the names of the services it routes
+# (catalog `route`, labctl/edge.py) resolve to its machine.
+EDGE_PROXY = "traefik"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,14 @@ def resolve_image(key: str, overrides: dict[str, str], images: dict[str, schema.
         return overrides[key]
     image = images.get(key)
     return image.ref if image else f"{key}:?"
+
+
+def route_name(service: str, spec: schema.ServiceSpec) -> str:
+    """The name (left of labctl_domain) people reach a routed service by: the route's own name,
+    else the service's alias, else its name."""
+    if spec.route is not None and spec.route.name:
+        return spec.route.name
+    return spec.alias or service.replace("_", "-")
 
 
 def stack_enabled(lab: Lab, host: str, stack: str) -> bool:
@@ -300,18 +311,25 @@ def consumer_stacks(lab: Lab, host: str, changed_hosts: list[str]) -> list[dict[
 
 def hosts_entries(lab: Lab) -> list[dict[str, Any]]:
     """Lines for /etc/hosts: every host with an address, its FQDN and short name, plus the DNS
-    aliases of single-instance services. Same order on every machine, so the block is identical."""
+    aliases of single-instance services. Where the catalog places the edge proxy, the names of the
+    services it routes are the edge machine's (the first one's, if several): people's HTTPS
+    requests go there, and a routed service's alias is its route's name unless the route names
+    another. Same order on every machine, so the block is identical."""
     anchor = lab.anchor
     if anchor is None:
         return []
     settings = settings_of(lab, anchor)
     aliases: dict[str, list[str]] = {}
-    aliased = [name for name, spec in settings.labctl_services.items() if spec.alias]
-    placed_all = instances(lab, services=aliased) if aliased else []
+    aliased = [name for name, spec in settings.labctl_services.items() if spec.alias or spec.route]
+    placed_all = instances(lab, services=[*aliased, EDGE_PROXY]) if aliased else []
+    edge = next((i.host for i in placed_all if i.service == EDGE_PROXY), None)
     for name, spec in settings.labctl_services.items():
         placed = [i.host for i in placed_all if i.service == name]
-        if spec.alias and len(placed) == 1:
+        routed = route_name(name, spec) if edge and spec.route and placed else None
+        if spec.alias and len(placed) == 1 and spec.alias != routed:
             aliases.setdefault(placed[0], []).append(fqdn(settings.labctl_domain, spec.alias))
+        if edge and routed:
+            aliases.setdefault(edge, []).append(fqdn(settings.labctl_domain, routed))
     entries = []
     for host in lab.all_hosts:
         address = lab.var(host, "lab_address", None)

@@ -564,7 +564,11 @@ def _deploy(
     ok = result.succeeded and (refresh is None or refresh.succeeded)
     refreshed = {n: h.status for n, h in sorted(refresh.hosts.items())} if refresh else {}
     errors = refresh.errors if refresh else []
-    payload = _result_json(result, ok=ok, refreshed=refreshed, refresh_errors=errors)
+    # Why a machine was not refreshed (the task that failed there and its message).
+    unrefreshed = {n: refresh.hosts[n].errors for n in stale} if refresh else {}
+    payload = _result_json(
+        result, ok=ok, refreshed=refreshed, refresh_errors=errors, refresh_failures=unrefreshed
+    )
     if not as_json:
         mode = " (check mode)" if check else ""
         _summary(result, lab, f"labctl deploy {target}{mode}: {time.perf_counter() - started:.0f}s")

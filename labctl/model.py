@@ -156,8 +156,13 @@ def from_hostvars(
 ) -> Lab:
     """Build a Lab from Ansible's `hostvars` and `groups` magic variables."""
 
+    # hostvars[host] recomputes the machine's variables on every access: once per machine here.
+    seen: dict[str, Any] = {}
+
     def read(host: str, name: str) -> Any:
-        host_vars = hostvars[host]
+        host_vars = seen.get(host)
+        if host_vars is None:
+            host_vars = seen[host] = hostvars[host]
         if name not in host_vars:
             return MISSING
         try:

@@ -183,6 +183,16 @@ class SecretSpec(Strict):
     prefix: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{0,8}$")] = ""
 
 
+class Route(Strict):
+    """How people reach the service through the edge proxy: https://<name>.<labctl_domain>, sent
+    to the instances' `port`. The name is `name`, else the service's alias, else its name; an
+    admin UI is reachable only from traefik_admin_allow_from."""
+
+    port: Name
+    name: HostName | None = None
+    admin: Toggle = False
+
+
 SecretName = Annotated[StrictStr, _matches(NAME, "a variable name")]
 ImageChoice = Name | dict[Literal["default", "nvidia", "amd"], Name]
 
@@ -209,6 +219,8 @@ class ServiceSpec(Strict):
     serves: Backend | None = None
     # More images the stack runs (keys of labctl_images): a proxy in front of replicas, say.
     helpers: list[Name] = []
+    # A web UI or API for people, reached through the edge proxy (labctl/edge.py).
+    route: Route | None = None
 
 
 # Weight formats labctl can size (labctl.models.BITS_PER_WEIGHT): GGUF quantizations (Ollama,

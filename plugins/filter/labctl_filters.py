@@ -246,6 +246,41 @@ def labctl_logs(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]
     return monitoring.log_view(_lab(hostvars, groups))
 
 
+def labctl_edge(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str
+) -> dict[str, Any]:
+    """What the edge proxy on `host` routes, its certificate's names and admin allowlist, and the
+    machines the catalog places the edge on (none: no certificate authority is needed)."""
+    from labctl import edge
+
+    return edge.view(_lab(hostvars, groups), host)
+
+
+def labctl_public_url(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], service: str
+) -> str | None:
+    """The URL people use for a service through the edge (https://<route name>), or None."""
+    from labctl import edge
+
+    return edge.public_url(_lab(hostvars, groups), service)
+
+
+def labctl_htpasswd(password: str, user: str, seed: str) -> str:
+    """`user:bcrypt-hash` for a basic-auth users file; the same password gives the same line."""
+    from labctl import edge
+    from labctl.model import plain
+
+    return edge.htpasswd(str(plain(password)), str(user), str(seed))
+
+
+def labctl_traefik_problems(config: Any, kind: str) -> list[str]:
+    """What Traefik's documented schema refuses in a rendered configuration (static or dynamic)."""
+    from labctl import edge
+    from labctl.model import plain
+
+    return edge.schema_problems(plain(config), str(kind))
+
+
 def labctl_dashboards(logs: bool = True) -> dict[str, dict[str, Any]]:
     """Grafana's dashboards (file name -> JSON model), built by labctl/dashboards.py."""
     from labctl import dashboards
@@ -263,6 +298,10 @@ class FilterModule:
             "labctl_dashboards": labctl_dashboards,
             "labctl_grafana": labctl_grafana,
             "labctl_logs": labctl_logs,
+            "labctl_edge": labctl_edge,
+            "labctl_public_url": labctl_public_url,
+            "labctl_htpasswd": labctl_htpasswd,
+            "labctl_traefik_problems": labctl_traefik_problems,
             "labctl_model_files": labctl_model_files,
             "labctl_gpu_query": labctl_gpu_query,
             "labctl_gpu_check": labctl_gpu_check,

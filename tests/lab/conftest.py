@@ -72,6 +72,27 @@ def labctl_json(*args: str, timeout: int = 900) -> tuple[int, Any]:
         ) from exc
 
 
+def failing(report: Any) -> Any:
+    """What an assertion on labctl's JSON should show (the whole report is too long for pytest to
+    print): for `health`, each machine that is not healthy with its failing checks; for `deploy`,
+    each machine not deployed and each one not refreshed, with their errors."""
+    if not isinstance(report, dict) or "hosts" not in report:
+        return report
+    shown: dict[str, Any] = {"errors": report.get("errors"), "refresh_errors": report.get("refresh_errors")}
+    for name, host in report["hosts"].items():
+        if "checks" in host and not host.get("ok"):
+            shown[name] = {
+                "status": host.get("status"),
+                "failing": {c["check"]: c["detail"] for c in host.get("checks", []) if not c.get("ok")},
+            }
+        elif "checks" not in host and (host.get("status") not in ("ok", "changed") or host.get("errors")):
+            shown[name] = host
+    shown["not refreshed"] = {
+        n: s for n, s in (report.get("refreshed") or {}).items() if s not in ("ok", "changed")
+    }
+    return shown
+
+
 def box_of(name: str) -> Any:
     return testinfra.get_host(f"docker://labsim-{name}")
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import lab_group
-from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json, resolve
+from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, failing, labctl, labctl_json, resolve
 from tests.lab.test_llamacpp import call, chat
 from tests.lab.test_prometheus import prometheus_query
 
@@ -41,7 +41,7 @@ def eleventh_machine(tmp_path):
         assert "eris removed" in " ".join(down.stderr.split())
         # ...and forgotten everywhere; the inference machines take back the copies it had.
         rc, result = labctl_json("--sim", "deploy", "inference")
-        assert rc == 0, result
+        assert rc == 0, failing(result)
 
 
 def prometheus_started_at() -> str:
@@ -53,7 +53,7 @@ def prometheus_started_at() -> str:
 def test_a_new_machine_is_resolved_by_every_machine_after_one_deploy(eleventh_machine, machines):
     started = prometheus_started_at()
     rc, result = labctl_json("--sim", "deploy", eleventh_machine)
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert set(result["refreshed"]) == {m.name for m in machines}
     overlay = yaml.safe_load((SIM_INVENTORY / "10-sim.yml").read_text())
     address = overlay["all"]["hosts"]["eris"]["lab_address"]

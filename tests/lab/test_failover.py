@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import SIM_INVENTORY, box_of, labctl, labctl_json
+from tests.lab.conftest import SIM_INVENTORY, box_of, failing, labctl, labctl_json
 from tests.lab.test_postgres import PRIMARY, REPLICA, admin, query, wait_streaming
 
 ALIAS = "postgres.home.arpa"
@@ -95,4 +95,4 @@ def test_promote_after_the_primary_dies_then_rejoin_and_switch_back(by_name, bac
     assert box_of("orpheus").check_output(f"getent hosts {ALIAS}").split()[0] == erebus
     assert rows(erebus) == 1001
     rc, health = labctl_json("--sim", "health", "erebus,thanatos")
-    assert rc == 0, health
+    assert rc == 0, failing(health)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.lab.conftest import ROOT, box_of, labctl, labctl_json
+from tests.lab.conftest import ROOT, box_of, failing, labctl, labctl_json
 
 DECLARED = {
     name: yaml.safe_load((ROOT / "host_vars" / f"{name}.yml").read_text())["gpu"]
@@ -16,7 +16,7 @@ DECLARED = {
 
 def test_health_reads_every_gpu_machine_s_cards_from_its_driver(machines):
     rc, result = labctl_json("--sim", "health", "all")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     gpu_checks = {
         name: next((c for c in report["checks"] if c["check"] == "GPU"), None)
         for name, report in result["hosts"].items()
@@ -66,7 +66,7 @@ def test_a_machine_whose_gpu_driver_fails_is_stopped_before_anything_is_touched(
     finally:
         assert labctl("sim", "gpu-repair", "kratos").returncode == 0
         rc, result = labctl_json("--sim", "deploy", "kratos")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     rc, health = labctl_json("--sim", "health", "kratos")
     assert rc == 0 and health["hosts"]["kratos"]["status"] == "healthy", health
 

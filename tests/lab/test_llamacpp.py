@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.conftest import box_of, labctl_json
+from tests.lab.conftest import box_of, failing, labctl_json
 
 # An HTTP client run on a lab machine with its own python3 (requests come from inside the lab).
 CLIENT = r"""
@@ -118,7 +118,7 @@ def test_models_pull_puts_a_lost_model_back_and_then_changes_nothing(placed):
     lost = box.check_output(f"ls {files}").split()[0]
     box.check_output(f"rm {files}/{lost}")
     rc, result = labctl_json("--sim", "models", "pull", node)
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert result["hosts"][node]["changed"] >= 1
     assert box.file(f"{files}/{lost}").exists
     assert box.check_output(f"sha256sum {files}/*.gguf | cut -d' ' -f1 | sort -u") == kept

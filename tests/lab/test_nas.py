@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.conftest import SIM, box_of, labctl, labctl_json
+from tests.lab.conftest import SIM, box_of, failing, labctl, labctl_json
 from tests.lab.test_llamacpp import call, chat
 
 EXPORTS = {"models": "/mnt/tank/ai/models", "backups": "/mnt/tank/ai/backups"}
@@ -79,7 +79,7 @@ def test_a_machine_boots_and_serves_its_models_with_the_nas_down(by_name):
             if rc == 0 or time.monotonic() > deadline:
                 break
             time.sleep(3)
-        assert rc == 0, health
+        assert rc == 0, failing(health)
         status, body = call(f"http://{by_name['nyx'].address}:8080/v1/chat/completions", chat("llama3.1:8b"))
         assert status == 200, body
     finally:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab.conftest import SIM_INVENTORY, box_of, labctl_json, resolve
+from tests.lab.conftest import SIM_INVENTORY, box_of, failing, labctl_json, resolve
 
 
 def test_check_mode_after_converge_reports_nothing(machines):
     rc, result = labctl_json("--sim", "deploy", "all", "--check")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert set(result["hosts"]) == {m.name for m in machines}
     changed = {name: h["changed_tasks"] for name, h in result["hosts"].items() if h["changed"]}
     assert changed == {}
@@ -24,7 +24,7 @@ def test_health_all_is_green(machines):
     # As on a fresh workstation: no SSH control sockets' directory left by an earlier run.
     shutil.rmtree(Path.home() / ".ansible" / "cp", ignore_errors=True)
     rc, result = labctl_json("--sim", "health", "all")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert {name: r["status"] for name, r in result["hosts"].items()} == {m.name: "healthy" for m in machines}
     erebus = {c["check"] for c in result["hosts"]["erebus"]["checks"]}
     assert erebus == {
@@ -56,7 +56,7 @@ def test_health_reports_a_stopped_service_and_a_deploy_heals_it():
         assert report["heal"] == "labctl --sim deploy zelus"
     finally:
         rc, result = labctl_json("--sim", "deploy", "zelus")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert result["hosts"]["zelus"]["changed"] > 0
     assert (
         box.check_output("docker inspect node_exporter-node-exporter-1 --format '{{.State.Status}}'")
@@ -86,14 +86,14 @@ def cache_moved_to_zelus():
         link.symlink_to(original)
         moved.unlink()
         rc, result = labctl_json("--sim", "deploy", "erebus,zelus")
-        assert rc == 0, result
+        assert rc == 0, failing(result)
 
 
 def test_moving_a_service_removes_it_from_its_old_machine(cache_moved_to_zelus, by_name):
     erebus, zelus = box_of("erebus"), box_of("zelus")
     assert erebus.file("/opt/ai-platform/stacks/redis").exists
     rc, result = labctl_json("--sim", "deploy", "erebus,zelus")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert not erebus.file("/opt/ai-platform/stacks/redis").exists
     assert erebus.check_output("docker ps -a -q --filter label=com.docker.compose.project=redis") == ""
     assert "redis_data" in erebus.check_output("docker volume ls -q"), "data volumes are kept"
@@ -101,4 +101,4 @@ def test_moving_a_service_removes_it_from_its_old_machine(cache_moved_to_zelus, 
     # the alias follows the service on every machine
     assert resolve("redis.home.arpa", on="moros") == (by_name["zelus"].address, "zelus.home.arpa")
     rc, health = labctl_json("--sim", "health", "erebus,zelus")
-    assert rc == 0, health
+    assert rc == 0, failing(health)

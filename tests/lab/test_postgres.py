@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.lab.conftest import SIM_INVENTORY, box_of, labctl_json, sim_secret
+from tests.lab.conftest import SIM_INVENTORY, box_of, failing, labctl_json, sim_secret
 
 PRIMARY = "postgres-postgres-1"
 REPLICA = "postgres_replica-postgres-1"
@@ -239,7 +239,7 @@ def replica_settings() -> Iterator[Any]:
         extra.unlink(missing_ok=True)
         if applied:  # the test stopped half-way: put the replica back
             rc, result = labctl_json("--sim", "deploy", "erebus,thanatos")
-            assert rc == 0, result
+            assert rc == 0, failing(result)
 
 
 def test_a_disabled_replica_keeps_its_data_unless_purged(addr, table, replica_settings):
@@ -247,7 +247,7 @@ def test_a_disabled_replica_keeps_its_data_unless_purged(addr, table, replica_se
     # Disabled: the container goes, the volume stays, and the primary stops waiting for it.
     replica_settings(postgres_replica_enabled=False)
     rc, result = labctl_json("--sim", "deploy", "erebus,thanatos")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert (
         thanatos.check_output("docker ps -a -q --filter label=com.docker.compose.project=postgres_replica")
         == ""
@@ -260,7 +260,7 @@ def test_a_disabled_replica_keeps_its_data_unless_purged(addr, table, replica_se
     # Enabled again: the kept data directory resumes from its slot (no new clone).
     replica_settings()
     rc, result = labctl_json("--sim", "deploy", "erebus,thanatos")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     wait_for_row("orpheus", addr["thanatos"], while_away)
     assert "cloning the primary" not in thanatos.check_output(f"docker logs {REPLICA} 2>&1")
     assert wait_streaming() == "thanatos|streaming|quorum"
@@ -268,11 +268,11 @@ def test_a_disabled_replica_keeps_its_data_unless_purged(addr, table, replica_se
     # Purged (compose_stack_remove_volumes): the data goes; enabled again, it clones anew.
     replica_settings(postgres_replica_enabled=False, compose_stack_remove_volumes=True)
     rc, result = labctl_json("--sim", "deploy", "erebus,thanatos")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert "postgres_data" not in thanatos.check_output("docker volume ls -q").split()
     replica_settings()
     rc, result = labctl_json("--sim", "deploy", "erebus,thanatos")
-    assert rc == 0, result
+    assert rc == 0, failing(result)
     assert "cloning the primary erebus" in thanatos.check_output(f"docker logs {REPLICA} 2>&1")
     wait_for_row("orpheus", addr["thanatos"], while_away)
     assert wait_streaming() == "thanatos|streaming|quorum"

@@ -10,7 +10,7 @@ import subprocess
 
 import httpx
 
-from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, labctl, labctl_json, sim_env, sim_secret
+from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, failing, labctl, labctl_json, sim_env, sim_secret
 from tests.lab.test_postgres import query, wait_streaming
 from tests.lab.test_redis import redis
 
@@ -106,4 +106,4 @@ def test_rotated_secrets_are_applied_and_never_shown(by_name):
     # The replica reconnects with the new replication password (its passfile was rewritten).
     assert wait_streaming() == "thanatos|streaming|quorum"
     rc, health = labctl_json("--sim", "health", "erebus,thanatos")
-    assert rc == 0, health
+    assert rc == 0, failing(health)

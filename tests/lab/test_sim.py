@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.lab.conftest import box_of, labctl, labctl_json
+from tests.lab.conftest import box_of, failing, labctl, labctl_json
 
 MARKER = "/opt/ai-platform/power-cycle-marker"
 
@@ -23,7 +23,7 @@ def test_a_power_cycle_keeps_the_disk():
     assert up["report"]["started"] == ["nyx"] and up["report"]["recreated"] == []
     assert box.file(MARKER).content_string.strip() == "kept"
     rc, health = labctl_json("--sim", "health", "nyx")
-    assert rc == 0, health
+    assert rc == 0, failing(health)
     print(f"stop + sim up + healthy: {time.monotonic() - started:.1f}s")
 
 
@@ -63,9 +63,9 @@ def test_a_reimaged_machine_is_drifted_until_deployed():
     assert check["hosts"]["nyx"]["changed"] > 0 and check["hosts"]["nyx"]["failed"] == 0
 
     rc, deployed = labctl_json("--sim", "deploy", "nyx")
-    assert rc == 0, deployed
+    assert rc == 0, failing(deployed)
     rc, health = labctl_json("--sim", "health", "all")
-    assert rc == 0, health
+    assert rc == 0, failing(health)
     print(f"reset + check + deploy + healthy: {time.monotonic() - started:.1f}s")
 
 
@@ -80,7 +80,7 @@ def test_an_isolated_machine_is_unreachable_then_rejoins_without_a_redeploy():
         rejoin = labctl("sim", "rejoin", "nyx")
     assert rejoin.returncode == 0, rejoin.stderr
     rc, health = labctl_json("--sim", "health", "nyx")
-    assert rc == 0, health
+    assert rc == 0, failing(health)
 
 
 def test_a_paused_machine_answers_nothing_until_unpaused():
@@ -91,7 +91,7 @@ def test_a_paused_machine_answers_nothing_until_unpaused():
     finally:
         assert labctl("sim", "unpause", "kratos").returncode == 0
     rc, health = labctl_json("--sim", "health", "kratos")
-    assert rc == 0, health
+    assert rc == 0, failing(health)
 
 
 @pytest.mark.parametrize("action", ["stop", "start", "kill", "pause", "unpause", "isolate", "rejoin"])

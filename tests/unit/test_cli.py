@@ -64,19 +64,26 @@ def test_services_json_lists_every_instance(inventory_copy):
     result = run(inventory_copy, "services", "--json")
     assert result.exit_code == 0
     instances = json.loads(result.stdout)
-    # node exporter on ten machines, Postgres primary and replica, Redis on one, Ollama on four,
-    # the gateway, the web UI and the tool servers on one each, and the monitoring tier's four
-    assert len(instances) == 24
+    # node exporter, cAdvisor and Alloy on ten machines, Postgres primary and replica, Redis and
+    # Traefik on one, Ollama on four, a GPU exporter on each GPU machine, the gateway, the web UI
+    # and the tool servers on one each, and the monitoring tier's six
+    assert len(instances) == 50
     assert {i["service"] for i in instances} == {
         "prometheus",
         "alertmanager",
         "blackbox",
+        "loki",
         "grafana",
         "node_exporter",
+        "cadvisor",
+        "alloy",
         "postgres",
         "postgres_replica",
         "redis",
+        "traefik",
         "ollama",
+        "dcgm_exporter",
+        "rocm_exporter",
         "litellm",
         "openwebui",
         "mcpo",
@@ -85,7 +92,13 @@ def test_services_json_lists_every_instance(inventory_copy):
 
 def test_services_for_one_host(inventory_copy):
     result = run(inventory_copy, "services", "--host", "erebus", "--json")
-    assert [i["service"] for i in json.loads(result.stdout)] == ["node_exporter", "postgres", "redis"]
+    assert [i["service"] for i in json.loads(result.stdout)] == [
+        "node_exporter",
+        "cadvisor",
+        "alloy",
+        "postgres",
+        "redis",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -164,6 +177,7 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
         ("postgres_password", "generated"),
         ("postgres_replication_password", "generated"),
         ("redis_password", "generated"),
+        ("traefik_dashboard_password", "generated"),
     ]
     assert run(inventory_copy, "validate").exit_code == 0
     again = run(inventory_copy, "init", "--json")
@@ -173,7 +187,7 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
         "empty",
         "kept",
         "empty",
-        *["kept"] * 10,
+        *["kept"] * 11,
     ]
     rotated = run(inventory_copy, "init", "--rotate", "redis_password")
     assert rotated.exit_code == 0

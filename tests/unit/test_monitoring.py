@@ -50,6 +50,7 @@ def test_every_machine_and_service_is_a_target(inventory_copy):
         "postgres",
         "postgres_replica",
         "redis",
+        "traefik",
         "dcgm_exporter",
         "rocm_exporter",
         "litellm",
@@ -138,7 +139,16 @@ def test_the_configuration_passes_promtool(inventory_copy, tmp_path):
     config = yaml.safe_load(files["prometheus.yml"])
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {
-        *("node_exporter", "cadvisor", "alloy", "postgres", "postgres_replica", "redis", "litellm"),
+        *(
+            "node_exporter",
+            "cadvisor",
+            "alloy",
+            "postgres",
+            "postgres_replica",
+            "redis",
+            "litellm",
+            "traefik",
+        ),
         *("dcgm_exporter", "rocm_exporter", "prometheus", "alertmanager", "blackbox", "loki", "grafana"),
         *("probe_http", "probe_tcp"),
     }

@@ -138,7 +138,7 @@ def test_every_catalog_service_has_its_role_stand_in_and_lab_test(inventory_copy
     the other's, and runs the other's image."""
     rendering_tests = "\n".join(
         (ROOT / "tests" / "unit" / f).read_text()
-        for f in ("test_inference_stacks.py", "test_observability_stacks.py")
+        for f in ("test_inference_stacks.py", "test_observability_stacks.py", "test_edge.py")
     )
     services = catalog_services(inventory_copy)
     image_keys = {i.service: i.image_key for i in catalog.instances(inventory_copy.load())}

@@ -38,7 +38,9 @@ def test_the_gateway_is_its_only_provider(inventory_copy, tmp_path):
     assert env["OPENAI_API_KEYS"] == "${LITELLM_MASTER_KEY}"
     assert env["RAG_EMBEDDING_ENGINE"] == "openai" and env["RAG_EMBEDDING_MODEL"] == "nomic-embed-text"
     assert env["DATABASE_URL"] == "${DATABASE_URL}" and env["WEBUI_SECRET_KEY"] == "${OPENWEBUI_SECRET_KEY}"
-    assert env["WEBUI_URL"] == "http://chat.home.arpa:3000"
+    # People reach it through the edge proxy (Traefik on hephaestus), by its route's name.
+    assert env["WEBUI_URL"] == "https://chat.home.arpa"
+    assert env["CORS_ALLOW_ORIGIN"].split(";")[0] == "https://chat.home.arpa"
     assert service["volumes"][0] == "./data:/app/backend/data" and service["user"] == "65534:65534"
     secrets = vault.read(inventory_copy.vault_file, VAULT_PASSWORD)
     for name in ("litellm_master_key", "mcpo_api_key", "openwebui_secret_key", "openwebui_admin_password"):
