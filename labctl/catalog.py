@@ -289,11 +289,15 @@ def declared_secrets(lab: Lab) -> dict[str, dict[str, Any]]:
     return found
 
 
-def consumers(lab: Lab, hosts: list[str]) -> list[str]:
-    """Machines (outside `hosts`) whose derived configuration names these hosts: every machine's
-    /etc/hosts lists every machine, and stacks that consume a service placed on these hosts
-    (Prometheus targets, the gateway's model list, ...) live on their own machines."""
-    return [h for h in lab.managed if h not in hosts]
+def consumers(lab: Lab, hosts: list[str], *, names_changed: bool = True) -> list[str]:
+    """Machines (outside `hosts`) whose derived configuration names these hosts. When the lab's
+    names changed (a machine added or readdressed, a service's alias moved), that is every machine:
+    each one's /etc/hosts lists them all. Otherwise, the machines with stacks that consume a service
+    placed on these hosts (Prometheus targets, the gateway's model list, ...)."""
+    others = [h for h in lab.managed if h not in hosts]
+    if names_changed:
+        return others
+    return [h for h in others if consumer_stacks(lab, h, hosts)]
 
 
 def consumer_stacks(lab: Lab, host: str, changed_hosts: list[str]) -> list[dict[str, Any]]:

@@ -72,12 +72,13 @@ def labctl_json(*args: str, timeout: int = 900) -> tuple[int, Any]:
         ) from exc
 
 
-def failing(report: Any) -> Any:
-    """What an assertion on labctl's JSON should show (the whole report is too long for pytest to
-    print): for `health`, each machine that is not healthy with its failing checks; for `deploy`,
-    each machine not deployed and each one not refreshed, with their errors."""
+def failing(report: Any) -> str:
+    """What an assertion on labctl's JSON should show (the whole report is too long to read, and
+    pytest shortens a message that is not a string): for `health`, each machine that is not
+    healthy with its failing checks; for `deploy`, each machine not deployed and each one not
+    refreshed, with their errors."""
     if not isinstance(report, dict) or "hosts" not in report:
-        return report
+        return json.dumps(report, indent=1, default=str)[-4000:]
     shown: dict[str, Any] = {"errors": report.get("errors"), "refresh_errors": report.get("refresh_errors")}
     for name, host in report["hosts"].items():
         if "checks" in host and not host.get("ok"):
@@ -90,7 +91,7 @@ def failing(report: Any) -> Any:
     shown["not refreshed"] = {
         n: s for n, s in (report.get("refreshed") or {}).items() if s not in ("ok", "changed")
     }
-    return shown
+    return json.dumps(shown, indent=1, default=str)
 
 
 def box_of(name: str) -> Any:

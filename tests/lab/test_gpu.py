@@ -59,16 +59,16 @@ def test_a_machine_whose_gpu_driver_fails_is_stopped_before_anything_is_touched(
         rc, health = labctl_json("--sim", "health", "kratos")
         assert rc == 1
         report = health["hosts"]["kratos"]
-        failing = {c["check"]: c["detail"] for c in report["checks"] if not c["ok"]}
-        assert set(failing) == {"GPU", "node_exporter containers", "node_exporter endpoint"}
-        assert failing["GPU"].startswith("the nvidia driver does not answer for GeForce RTX 3090")
+        failed = {c["check"]: c["detail"] for c in report["checks"] if not c["ok"]}
+        assert set(failed) == {"GPU", "node_exporter containers", "node_exporter endpoint"}
+        assert failed["GPU"].startswith("the nvidia driver does not answer for GeForce RTX 3090")
         assert "GPU driver" in report["heal_first"]
     finally:
         assert labctl("sim", "gpu-repair", "kratos").returncode == 0
         rc, result = labctl_json("--sim", "deploy", "kratos")
     assert rc == 0, failing(result)
     rc, health = labctl_json("--sim", "health", "kratos")
-    assert rc == 0 and health["hosts"]["kratos"]["status"] == "healthy", health
+    assert rc == 0 and health["hosts"]["kratos"]["status"] == "healthy", failing(health)
 
 
 def test_sim_refuses_to_fail_the_gpu_of_a_machine_without_one():

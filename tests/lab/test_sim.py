@@ -46,24 +46,30 @@ def test_a_reimaged_machine_is_drifted_until_deployed():
     started = time.monotonic()
     reset = labctl("sim", "reset", "nyx", "--yes")
     assert reset.returncode == 0, reset.stderr
-    assert not box_of("nyx").file(MARKER).exists, "a reimage is a new disk"
+    deployed: dict | None = None
+    try:
+        assert not box_of("nyx").file(MARKER).exists, "a reimage is a new disk"
 
-    rc, health = labctl_json("--sim", "health", "all")
-    assert rc == 1
-    unwell = {name: r for name, r in health["hosts"].items() if r["status"] != "healthy"}
-    assert set(unwell) == {"nyx"}
-    assert unwell["nyx"]["status"] == "drifted"
-    failing = {c["check"]: c["detail"] for c in unwell["nyx"]["checks"] if not c["ok"]}
-    assert "wiped or never deployed" in failing["deploy mark"]
-    assert unwell["nyx"]["heal"] == "labctl --sim deploy nyx"
+        rc, health = labctl_json("--sim", "health", "all")
+        assert rc == 1, failing(health)
+        unwell = {name: r for name, r in health["hosts"].items() if r["status"] != "healthy"}
+        assert set(unwell) == {"nyx"}, failing(health)
+        assert unwell["nyx"]["status"] == "drifted"
+        failed = {c["check"]: c["detail"] for c in unwell["nyx"]["checks"] if not c["ok"]}
+        assert "wiped or never deployed" in failed["deploy mark"]
+        assert unwell["nyx"]["heal"] == "labctl --sim deploy nyx"
 
-    # A dry run on a machine never deployed reports what it would do and succeeds.
-    rc, check = labctl_json("--sim", "deploy", "nyx", "--check")
-    assert rc == 0, check
-    assert check["hosts"]["nyx"]["changed"] > 0 and check["hosts"]["nyx"]["failed"] == 0
+        # A dry run on a machine never deployed reports what it would do and succeeds.
+        rc, check = labctl_json("--sim", "deploy", "nyx", "--check")
+        assert rc == 0, failing(check)
+        assert check["hosts"]["nyx"]["changed"] > 0 and check["hosts"]["nyx"]["failed"] == 0
 
-    rc, deployed = labctl_json("--sim", "deploy", "nyx")
-    assert rc == 0, failing(deployed)
+        rc, deployed = labctl_json("--sim", "deploy", "nyx")
+        assert rc == 0, failing(deployed)
+    finally:
+        if deployed is None:
+            # The machine goes back as it was for the tests after this one.
+            labctl("--sim", "deploy", "nyx")
     rc, health = labctl_json("--sim", "health", "all")
     assert rc == 0, failing(health)
     print(f"reset + check + deploy + healthy: {time.monotonic() - started:.1f}s")
@@ -73,8 +79,8 @@ def test_an_isolated_machine_is_unreachable_then_rejoins_without_a_redeploy():
     assert labctl("sim", "isolate", "nyx").returncode == 0
     try:
         rc, health = labctl_json("--sim", "health", "all", timeout=120)
-        assert rc == 1
-        assert {n for n, r in health["hosts"].items() if r["status"] != "healthy"} == {"nyx"}
+        assert rc == 1, failing(health)
+        assert {n for n, r in health["hosts"].items() if r["status"] != "healthy"} == {"nyx"}, failing(health)
         assert health["hosts"]["nyx"]["status"] == "unreachable"
     finally:
         rejoin = labctl("sim", "rejoin", "nyx")

@@ -82,6 +82,30 @@ def test_adding_a_gpu_node_is_one_inventory_entry(inventory_copy):
     assert catalog.consumers(lab, ["ceto"]) == TEN
 
 
+def test_without_a_change_of_names_only_the_consumers_of_the_deployed_services_are_refreshed(
+    inventory_copy,
+):
+    lab = inventory_copy.load()
+    # The replica (thanatos) streams from the primary, the gateway (orpheus) uses the databases,
+    # Prometheus (moros) scrapes them, the edge (hephaestus) routes to every service: the other
+    # machines derive nothing from erebus.
+    assert catalog.consumers(lab, ["erebus"], names_changed=False) == [
+        "hephaestus",
+        "thanatos",
+        "orpheus",
+        "moros",
+    ]
+    # An inference machine changed: the plan is recomputed over all of them.
+    assert catalog.consumers(lab, ["nyx"], names_changed=False) == [
+        "hephaestus",
+        "orpheus",
+        "kratos",
+        "hades",
+        "moros",
+    ]
+    assert catalog.consumers(lab, ["erebus"]) == [h for h in TEN if h != "erebus"]
+
+
 def test_a_disabled_stack_has_no_instance(inventory_copy):
     (inventory_copy.dir / "host_vars" / "zelus.yml").write_text("node_exporter_enabled: false\n")
     lab = inventory_copy.load()
