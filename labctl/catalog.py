@@ -153,10 +153,20 @@ def instances(
     settings = settings_of(lab, anchor)
     managed = set(lab.managed)
     result: list[Instance] = []
+    # A service moved off its group (labctl db promote/rejoin) takes its group's access with it:
+    # the machines it runs on now are admitted wherever its placement group is.
+    moved: dict[str, set[str]] = {}
+    for name, spec in settings.labctl_services.items():
+        if (overridden := settings.labctl_placement_overrides.get(name)) is not None:
+            moved.setdefault(spec.placement, set()).update(overridden)
     for name, spec in settings.labctl_services.items():
         if services is not None and name not in services:
             continue
-        allowed_hosts = [h for h in lab.all_hosts if any(h in lab.hosts_in(g) for g in spec.allow_from)]
+        allowed_hosts = [
+            h
+            for h in lab.all_hosts
+            if any(h in lab.hosts_in(g) or h in moved.get(g, ()) for g in spec.allow_from)
+        ]
         health = spec.health.model_dump(exclude_none=True) if spec.health else None
         overridden = settings.labctl_placement_overrides.get(name)
         placed = lab.ordered(overridden) if overridden is not None else lab.hosts_in(spec.placement)

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from labctl import __version__, catalog, project
+from labctl import firewall as firewall_lib
 from labctl import gpu as gpu_lib
 from labctl import health as health_lib
 from labctl import inventory as inventory_loader
@@ -651,6 +652,7 @@ def health(
                         lab.var(name, "gpu", None),
                         bool(lab.var(name, "gpu_facts_check", lab.var(name, "labctl_gpu_passthrough", True))),
                     ),
+                    "firewall": firewall_lib.probe_spec(lab, name),
                 }
                 for name in hosts
             },

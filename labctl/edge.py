@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl import catalog, schema
-from labctl.model import VAULTED, Lab, Problem
+from labctl.model import VAULTED, Lab, Problem, network_problems
 
 EDGE = catalog.EDGE_PROXY
 SCHEMAS = Path(__file__).resolve().parents[1] / "roles" / "traefik" / "files" / "schemas"
@@ -237,13 +237,4 @@ def problems(lab: Lab, settings: schema.Platform) -> list[Problem]:
                     f"add the edge's group ({settings.labctl_services[EDGE].placement})",
                 )
             )
-    for host in lab.managed:
-        given = lab.var(host, "traefik_admin_allow_from", None)
-        for entry in given if isinstance(given, list) else []:
-            try:
-                ipaddress.ip_network(str(entry), strict=False)
-            except ValueError:
-                found.append(
-                    Problem(host, "traefik_admin_allow_from", f"'{entry}' is not a network (CIDR) or address")
-                )
-    return found
+    return found + network_problems(lab, "traefik_admin_allow_from")

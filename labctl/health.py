@@ -6,7 +6,8 @@ are unit-tested and shared by the health playbook and the CLI. A machine is
 - `healthy`   when its engine answers, it holds every stack the catalog places there with the files
               of its last deploy, and every container and endpoint of those stacks is well;
 - `drifted`   when what is on it is not what was deployed: no deploy mark (wiped, never deployed),
-              a stack missing or left over, a stack file gone or changed by hand. A redeploy heals it;
+              a stack missing or left over, a stack file gone or changed by hand, the host firewall's
+              rules not loaded. A redeploy heals it;
 - `unhealthy` when it holds the right things but a container or endpoint is down, or its GPU
               driver does not report the declared cards;
 - `unreachable` (decided by the caller) when it did not answer at all.
@@ -54,6 +55,16 @@ def _gpu_check(host: str, seen: Mapping[str, Any]) -> dict[str, Any]:
         f"{len(verdict['cards'])} x {declared.get('model')} as declared ({verdict['tool']})"
     )
     return _check("GPU", verdict["ok"], detail, SERVICE)
+
+
+def _firewall_check(seen: Mapping[str, Any]) -> dict[str, Any]:
+    """The host firewall is on for this machine: its rules must be loaded (a flush by hand, or a
+    boot that did not load them, leaves the catalog's ports open to every machine)."""
+    if seen.get("loaded") and seen.get("file"):
+        return _check("firewall", True, "the catalog's rules are loaded", DRIFT)
+    why = "its rules file is missing" if not seen.get("file") else "its rules are not loaded"
+    detail = f"{why}: the catalog's ports are open to every machine ({seen.get('error') or 'nft'})"
+    return _check("firewall", False, detail, DRIFT)
 
 
 def judge(
@@ -124,6 +135,8 @@ def judge(
         checks.append(_check(f"{result.get('service', '?')} endpoint", ok, detail, SERVICE))
     if observed.get("gpu"):
         checks.append(_gpu_check(host, observed["gpu"]))
+    if observed.get("firewall"):
+        checks.append(_firewall_check(observed["firewall"]))
     failing = {c["kind"] for c in checks if not c["ok"]}
     status = "drifted" if DRIFT in failing else "unhealthy" if failing else "healthy"
     return {"ok": not failing, "status": status, "checks": checks}

@@ -176,3 +176,17 @@ def from_hostvars(
         host_vars_names=list(host_vars_names),
         group_vars_names=list(group_vars_names),
     )
+
+
+def network_problems(lab: Lab, variable: str) -> list[Problem]:
+    """Every entry of a per-machine list of client networks (`variable`) that is not a CIDR or
+    an address, named by machine and variable."""
+    found = []
+    for host in lab.managed:
+        given = lab.var(host, variable, None)
+        for entry in given if isinstance(given, list) else []:
+            try:
+                ipaddress.ip_network(str(entry), strict=False)
+            except ValueError:
+                found.append(Problem(host, variable, f"'{entry}' is not a network (CIDR) or address"))
+    return found

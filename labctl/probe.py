@@ -7,7 +7,8 @@ It asks the Docker engine over its socket (no docker CLI: a probe of ten machine
 seconds, not tens of them) and reports the engine's answer, the deploy mark and the current
 checksum of every file the mark lists, the stack directories present, every compose container
 with its state and health, the answer of each endpoint it was asked to probe (HTTP GET, or a
-TCP connect) and, on a GPU machine, what the driver's tool says. labctl.health compares that with the catalog.
+TCP connect), on a GPU machine what the driver's tool says and, where the host firewall is on,
+whether its rules are loaded. labctl.health compares that with the catalog.
 """
 
 from __future__ import annotations
@@ -137,6 +138,18 @@ def _gpu(spec: dict[str, Any]) -> dict[str, Any]:
     return {"declared": spec.get("declared") or {}, "answers": answers}
 
 
+def _firewall(spec: dict[str, Any]) -> dict[str, Any]:
+    """Whether the host firewall's table is loaded (nft lists it) and its rules file is there."""
+    argv = ["nft", "list", "table", "inet", str(spec.get("table", "labctl_firewall"))]
+    env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, env=env, check=False)
+        loaded, error = proc.returncode == 0, proc.stderr.strip()[:200]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        loaded, error = False, str(exc)
+    return {"loaded": loaded, "error": error, "file": Path(str(spec.get("file", ""))).is_file()}
+
+
 def probe(args: dict[str, Any]) -> dict[str, Any]:
     base = str(args.get("base_dir", "/opt/ai-platform"))
     try:
@@ -167,6 +180,8 @@ def probe(args: dict[str, Any]) -> dict[str, Any]:
         report["endpoints"] = list(pool.map(_endpoint, endpoints))
     if args.get("gpu"):
         report["gpu"] = _gpu(args["gpu"])
+    if args.get("firewall"):
+        report["firewall"] = _firewall(args["firewall"])
     return report
 
 

@@ -36,11 +36,17 @@ def settings() -> dict[str, Any]:
     return dict(yaml.safe_load(DEFAULTS.read_text()))
 
 
+def workstation_address(subnet: str) -> str:
+    """The bridge's own address in the simulated network: where the workstation (labctl, the
+    tests) meets the machines."""
+    return str(next(ipaddress.ip_network(subnet).hosts()))
+
+
 def addresses(lab: Lab, subnet: str) -> dict[str, str]:
     """Each machine's address in the simulated network: the host part of its real lab_address
     inside `subnet` (192.168.50.22 -> 10.213.0.22), so adding a machine never renumbers others."""
     network = ipaddress.ip_network(subnet)
-    gateway = next(network.hosts())  # the bridge's own address: the workstation's side
+    gateway = ipaddress.ip_address(workstation_address(subnet))
     taken: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
     result = {}
     for host in lab.all_hosts:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from labctl import catalog, edge, gateway, models, monitoring, schema
+from labctl import catalog, edge, firewall, gateway, models, monitoring, schema
 from labctl.model import VAULTED, Lab, Problem
 
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -42,7 +42,19 @@ def validate(lab: Lab, *, secrets: bool = True, decrypted: bool = False) -> list
         # Platform settings (on some machine) are malformed: the rules below read them typed.
         return _collapse(problems, lab.managed)
     settings = schema.platform(lab, anchor)
-    checks = (_addresses, _domain, _services, _gpus, _databases, _images, _models, _receivers, _logs, _edge)
+    checks = (
+        _addresses,
+        _domain,
+        _services,
+        _gpus,
+        _databases,
+        _images,
+        _models,
+        _receivers,
+        _logs,
+        _edge,
+        _firewall,
+    )
     for check in checks:
         problems.extend(check(lab, settings))
     if secrets:
@@ -324,6 +336,11 @@ def _logs(lab: Lab, _: schema.Platform) -> Iterator[Problem]:
 def _edge(lab: Lab, settings: schema.Platform) -> Iterator[Problem]:
     """Every route names a port of its service and a name of its own; admin allowlists are networks."""
     yield from edge.problems(lab, settings)
+
+
+def _firewall(lab: Lab, _: schema.Platform) -> Iterator[Problem]:
+    """Client networks are networks."""
+    yield from firewall.problems(lab)
 
 
 @cache

@@ -139,6 +139,15 @@ def labctl_health_report(
     return health.judge(observed, expected, host)
 
 
+def labctl_health_firewall(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str
+) -> dict[str, str] | None:
+    """What the health probe checks of the host firewall (none where it is off)."""
+    from labctl import firewall
+
+    return firewall.probe_spec(_lab(hostvars, groups), host)
+
+
 def labctl_health_gpu(declared: Mapping[str, Any] | None, enabled: bool) -> dict[str, Any] | None:
     """What the health probe runs on a GPU machine (none without a GPU or with the check off)."""
     from labctl import gpu
@@ -160,6 +169,13 @@ def labctl_sim_addresses(
     from labctl import sim
 
     return sim.addresses(_lab(hostvars, groups), subnet)
+
+
+def labctl_sim_workstation(subnet: str) -> str:
+    """The workstation's address in the simulated lab's network (see labctl.sim.workstation_address)."""
+    from labctl import sim
+
+    return sim.workstation_address(subnet)
 
 
 def labctl_gpu_query(tool: str) -> list[str]:
@@ -256,6 +272,15 @@ def labctl_edge(
     return edge.view(_lab(hostvars, groups), host)
 
 
+def labctl_firewall(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], host: str
+) -> dict[str, Any]:
+    """The host's firewall rules: per published port, the sources its allow_from admits."""
+    from labctl import firewall
+
+    return firewall.view(_lab(hostvars, groups), host)
+
+
 def labctl_public_url(
     hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], service: str
 ) -> str | None:
@@ -299,6 +324,7 @@ class FilterModule:
             "labctl_grafana": labctl_grafana,
             "labctl_logs": labctl_logs,
             "labctl_edge": labctl_edge,
+            "labctl_firewall": labctl_firewall,
             "labctl_public_url": labctl_public_url,
             "labctl_htpasswd": labctl_htpasswd,
             "labctl_traefik_problems": labctl_traefik_problems,
@@ -315,5 +341,7 @@ class FilterModule:
             "labctl_health_report": labctl_health_report,
             "labctl_health_endpoints": labctl_health_endpoints,
             "labctl_health_gpu": labctl_health_gpu,
+            "labctl_health_firewall": labctl_health_firewall,
             "labctl_sim_addresses": labctl_sim_addresses,
+            "labctl_sim_workstation": labctl_sim_workstation,
         }

@@ -106,11 +106,16 @@ def resolve(name: str, on: str) -> tuple[str, str]:
     return first[0], first[-1]
 
 
-def sim_secret(name: str) -> str:
+def sim_secrets() -> dict[str, Any]:
+    """Every secret of the simulated lab's vault, decrypted."""
     from labctl import vault
 
     password = (SIM / "vault-password").read_text().strip()
-    return vault.read(SIM_INVENTORY / "vault.yml", password)[name]
+    return dict(vault.read(SIM_INVENTORY / "vault.yml", password))
+
+
+def sim_secret(name: str) -> str:
+    return str(sim_secrets()[name])
 
 
 @pytest.fixture(params=MACHINES, ids=[m.name for m in MACHINES])

@@ -38,6 +38,7 @@ def test_health_all_is_green(machines):
         "node_exporter endpoint",
         "postgres endpoint",
         "redis endpoint",
+        "firewall",  # on in the simulated lab
     }
 
 

@@ -137,12 +137,14 @@ def test_the_replica_is_read_only(addr, table):
 
 
 def test_each_database_is_open_only_to_its_clients(addr):
-    # litellm: the gateway's machine, never another.
+    # litellm: the gateway's machine, never another. The replica's machine passes the host
+    # firewall (replication) and meets pg_hba; a machine with no business there, such as zelus,
+    # is dropped before it (tests/lab/test_firewall.py).
     assert query("orpheus", addr["erebus"], ["SELECT current_user"])["rows"] == [[["litellm"]]]
-    refused = query("zelus", addr["erebus"], ["SELECT 1"])
+    refused = query("thanatos", addr["erebus"], ["SELECT 1"])
     assert not refused["ok"]
     assert (
-        f'no pg_hba.conf entry for host "{addr["zelus"]}", user "litellm", database "litellm"'
+        f'no pg_hba.conf entry for host "{addr["thanatos"]}", user "litellm", database "litellm"'
         in refused["error"]
     )
     # grafana: the monitoring machine, not the gateway's.

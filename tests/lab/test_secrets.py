@@ -1,7 +1,8 @@
 """Secrets reach stacks only through their 0600 files: a full converge with the whole output
-captured shows neither the old nor the new value of a rotated secret, and the services use the
-new values (Redis, a database owner, the PostgreSQL superuser and the replication user, the
-gateway's master key, the web UI's first admin and database, the tool servers' key)."""
+captured shows neither the old nor the new value of a rotated secret, nor any other secret of the
+vault, and the services use the new values (Redis, a database owner, the PostgreSQL superuser and
+the replication user, the gateway's master key, the web UI's first admin and database, the tool
+servers' key)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ import subprocess
 
 import httpx
 
-from tests.lab.conftest import ROOT, SIM_INVENTORY, box_of, failing, labctl, labctl_json, sim_env, sim_secret
+from tests.lab.conftest import (
+    ROOT,
+    SIM_INVENTORY,
+    box_of,
+    failing,
+    labctl,
+    labctl_json,
+    sim_env,
+    sim_secret,
+    sim_secrets,
+)
 from tests.lab.test_postgres import query, wait_streaming
 from tests.lab.test_redis import redis
 
@@ -63,6 +74,12 @@ def test_rotated_secrets_are_applied_and_never_shown(by_name):
     for name in ROTATED:
         assert old[name] not in output, f"the old {name} appeared in Ansible's output"
         assert new[name] not in output, f"the new {name} appeared in Ansible's output"
+    # Nor does any other secret of the vault, of any tier (the monitoring, edge and web UI ones
+    # included), though the converge wrote every one of them into its stack.
+    vault = sim_secrets()
+    assert len(vault) >= 15, sorted(vault)
+    shown = sorted(name for name, value in vault.items() if len(str(value)) >= 8 and str(value) in output)
+    assert shown == [], f"secrets in Ansible's output: {shown}"
 
     client, address = box_of("orpheus"), by_name["erebus"].address
     assert redis(client, address, "AUTH $PW\nPING", new["redis_password"]) == ["+OK", "+PONG"]

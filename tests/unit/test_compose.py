@@ -86,7 +86,9 @@ def test_a_host_network_service_checks_itself_on_its_listen_address():
         "/dev/null",
         "http://192.168.50.22:9100/metrics",
     ]
-    assert problems("x", service, set()) == []
+    # Sharing the host's network is an exception the lint knows by service (with its reason).
+    assert problems("node-exporter", service, set()) == []
+    assert problems("x", service, set()) == ["x: shares the host's network namespace"]
 
 
 def test_curl_where_the_image_has_curl():
@@ -149,6 +151,40 @@ def test_the_lint_catches_what_the_macros_prevent():
     del bad["healthcheck"]
     found = problems("x", bad, {"192.168.50.10"})
     assert len(found) == 5, found
+
+
+def test_the_lint_has_docker_bench_securitys_container_checks():
+    bad = copy.deepcopy(render(BRIDGE))
+    bad.update(
+        user="0:0",
+        read_only=False,
+        privileged=True,
+        cap_add=["SYS_ADMIN"],
+        pid="host",
+        ipc="host",
+        network_mode="host",
+        security_opt=["no-new-privileges:true", "seccomp=unconfined"],
+        volumes=["/etc:/host/etc", "/:/host:ro,rslave", "/sys/fs/cgroup:/cg", "/srv/data:/data:rshared"],
+    )
+    assert sorted(problems("x", bad, {"192.168.50.10"})) == [
+        "x: adds capabilities ['SYS_ADMIN']",
+        "x: mounts /srv/data with shared propagation",
+        "x: mounts the host's /etc writable",
+        "x: mounts the host's /sys/fs/cgroup writable",
+        "x: privileged",
+        "x: root filesystem writable",
+        "x: runs as root",
+        "x: seccomp=unconfined",
+        "x: shares the host's IPC namespace",
+        "x: shares the host's PID namespace",
+        "x: shares the host's network namespace",
+    ]
+    # The exceptions are by service and reason: node-exporter may share the host's PID namespace.
+    hardened = render(BRIDGE, user="65534:65534")
+    assert problems("node-exporter", {**hardened, "pid": "host"}, {"192.168.50.10"}) == []
+    assert problems("redis", {**hardened, "pid": "host"}, {"192.168.50.10"}) == [
+        "redis: shares the host's PID namespace"
+    ]
 
 
 @pytest.mark.parametrize(

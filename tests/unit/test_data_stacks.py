@@ -148,7 +148,7 @@ def test_the_compose_files_are_valid_and_hardened(inventory_copy, tmp_path):
         service = compose_config(tmp_path / f"{host}.yaml", files[host]["compose.yaml"])["services"][
             "postgres"
         ]
-        assert problems(role, service, set()) == []
+        assert problems(f"{role}:postgres", service, set()) == []
         # The pinned image with pgBackRest, built on the machine and tagged after its recipe.
         assert service["image"].startswith("labctl/postgres:15.18-bookworm-pgbackrest-")
         assert files[host]["Dockerfile"].splitlines()[4] == "FROM docker.io/library/postgres:15.18-bookworm"

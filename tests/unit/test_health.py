@@ -311,3 +311,33 @@ def test_the_probe_asks_the_vendor_tools_in_order_until_one_answers(tmp_path):
     report = _probe(args)
     assert [a["rc"] for a in report["gpu"]["answers"]] == [127, 0]
     assert judge(report, [], "orpheus")["checks"][-1]["ok"]
+
+
+def test_a_machine_whose_firewall_rules_are_loaded_is_healthy():
+    report = judge(observed(firewall={"loaded": True, "file": True, "error": ""}), [EXPORTER, REDIS])
+    assert report["status"] == "healthy"
+    assert "firewall" in [c["check"] for c in report["checks"]]
+
+
+@pytest.mark.parametrize(
+    ("seen", "words"),
+    [
+        ({"loaded": False, "file": True, "error": "No such file or directory"}, "rules are not loaded"),
+        ({"loaded": True, "file": False, "error": ""}, "rules file is missing"),
+    ],
+)
+def test_a_firewall_flushed_or_removed_by_hand_is_drift(seen, words):
+    report = judge(observed(firewall=seen), [EXPORTER, REDIS])
+    assert report["status"] == "drifted"
+    assert words in failing(report)["firewall"]
+    assert "open to every machine" in failing(report)["firewall"]
+
+
+def test_the_probe_reports_the_firewall_only_where_it_is_on(tmp_path):
+    rules = tmp_path / "firewall.nft"
+    rules.write_text("table inet labctl_firewall {}\n")
+    spec = {"table": "labctl_test_absent", "file": str(rules)}
+    report = _probe({"base_dir": str(tmp_path), "firewall": spec})
+    assert report["firewall"]["file"] is True
+    assert report["firewall"]["loaded"] is False  # no such table here (or no nft at all)
+    assert "firewall" not in _probe({"base_dir": str(tmp_path)})

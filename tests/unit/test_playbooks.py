@@ -123,7 +123,16 @@ def test_the_deploy_names_no_service_role():
             if include:
                 roles.add(include["name"])
     # Machine plumbing only (no catalog service): the stacks come from the catalog via `stacks`.
-    assert roles == {"gpu_facts", "common", "docker", "gpu_nvidia", "gpu_rocm", "nfs_client", "stacks"}
+    assert roles == {
+        "gpu_facts",
+        "common",
+        "docker",
+        "gpu_nvidia",
+        "gpu_rocm",
+        "nfs_client",
+        "firewall",
+        "stacks",
+    }
 
 
 RENDERED_ONLY = yaml.safe_load((ROOT / "roles" / "sim_lab" / "defaults" / "main.yml").read_text())[

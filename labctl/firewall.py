@@ -1,0 +1,84 @@
+"""Host firewalls from the service catalog: a service's ports, on its machine's lab interface, take
+new connections only from the machines of the groups its `allow_from` names -- and, where it names
+the workstation, from the client networks (`firewall_client_networks`). Everything else arriving
+there for those ports is dropped, Docker-published ports included (they are matched on the port the
+client asked for, before Docker's address translation, in the forward hook as well as the input
+hook: published ports never reach the host's input rules).
+
+What the catalog does not publish is left as the machine has it (SSH among it: the workstation's
+way in is never cut). Traffic the machine makes itself (loopback, its own containers' bridges) does
+not arrive on the lab interface and is not filtered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from labctl import catalog
+from labctl.model import VAULTED, Lab, Problem, network_problems
+
+WORKSTATION = "workstation"
+# Where roles/firewall puts the rules (its vars/main.yml and template name the same).
+TABLE = "labctl_firewall"
+RULES_FILE = "/etc/labctl/firewall.nft"
+
+
+def enabled(lab: Lab, host: str) -> bool:
+    value = lab.var(host, "firewall_enabled", False)
+    return value is True or str(value).lower() in ("true", "yes", "1")
+
+
+def probe_spec(lab: Lab, host: str) -> dict[str, str] | None:
+    """What the health probe checks on the machine: the table and the rules file, where the
+    firewall is on (none where it is off)."""
+    return {"table": TABLE, "file": RULES_FILE} if enabled(lab, host) else None
+
+
+def client_networks(lab: Lab, host: str) -> list[str]:
+    """`firewall_client_networks` of the host, as networks (an address is a /32 or /128)."""
+    given = lab.var(host, "firewall_client_networks", None)
+    found: list[str] = []
+    for entry in given if isinstance(given, list) else []:
+        try:
+            network = str(ipaddress.ip_network(str(entry), strict=False))
+        except ValueError:
+            continue  # refused by problems()
+        if network not in found:
+            found.append(network)
+    return found
+
+
+def _address(lab: Lab, host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    value = lab.var(host, "lab_address", None)
+    if not isinstance(value, str) or value is VAULTED:
+        return None
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None  # refused by validation
+
+
+def view(lab: Lab, host: str) -> dict[str, Any]:
+    """The rules of one machine: per published port of each service placed there, the sources
+    that may open connections to it (IPv4 and IPv6 apart), and every such port."""
+    rules: list[dict[str, Any]] = []
+    for instance in catalog.instances(lab, hosts=[host]):
+        if not instance.allow_from:
+            continue  # bound to loopback: nothing arrives from the lab
+        sources = [a for h in instance.allowed_hosts if (a := _address(lab, h)) is not None]
+        networks = [ipaddress.ip_network(a) for a in sources]
+        if WORKSTATION in instance.allow_from:
+            networks += [ipaddress.ip_network(n) for n in client_networks(lab, host)]
+        # Overlapping entries (a peer inside a client network) merged: nft refuses some overlaps.
+        ipv4 = [str(n) for n in ipaddress.collapse_addresses(n for n in networks if n.version == 4)]
+        ipv6 = [str(n) for n in ipaddress.collapse_addresses(n for n in networks if n.version == 6)]
+        for name, port in instance.ports.items():
+            rules.append(
+                {"service": instance.service, "name": name, "port": port, "ipv4": ipv4, "ipv6": ipv6}
+            )
+    return {"rules": rules, "ports": sorted({r["port"] for r in rules})}
+
+
+def problems(lab: Lab) -> list[Problem]:
+    return network_problems(lab, "firewall_client_networks")
