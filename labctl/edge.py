@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from labctl import catalog, schema
-from labctl.model import VAULTED, Lab, Problem, network_problems
+from labctl.model import Lab, Problem, network_problems
+from labctl.model import address as lab_address
 
 EDGE = catalog.EDGE_PROXY
 SCHEMAS = Path(__file__).resolve().parents[1] / "roles" / "traefik" / "files" / "schemas"
@@ -70,12 +71,7 @@ def lab_networks(lab: Lab) -> list[str]:
     order, each once."""
     found: list[str] = []
     for host in lab.managed:
-        value = lab.var(host, "lab_address", None)
-        if not isinstance(value, str) or value is VAULTED:
-            continue
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
+        if (address := lab_address(lab, host)) is None:
             continue  # refused by validation
         network = str(ipaddress.ip_network(f"{address}/{LAB_PREFIX[address.version]}", strict=False))
         if network not in found:

@@ -15,48 +15,27 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from labctl import catalog
-from labctl.model import VAULTED, Lab, Problem, network_problems
+from labctl import catalog, schema
+from labctl.model import Lab, Problem, address, network_problems
+from labctl.model import networks as model_networks
 
 WORKSTATION = "workstation"
-# Where roles/firewall puts the rules (its vars/main.yml and template name the same).
+# Where roles/firewall puts the rules (its vars/main.yml names the same).
 TABLE = "labctl_firewall"
 RULES_FILE = "/etc/labctl/firewall.nft"
 
 
 def enabled(lab: Lab, host: str) -> bool:
-    value = lab.var(host, "firewall_enabled", False)
-    return value is True or str(value).lower() in ("true", "yes", "1")
+    try:
+        return schema.toggle(lab.var(host, "firewall_enabled", False))
+    except ValueError:
+        return False  # refused by validation
 
 
 def probe_spec(lab: Lab, host: str) -> dict[str, str] | None:
     """What the health probe checks on the machine: the table and the rules file, where the
     firewall is on (none where it is off)."""
     return {"table": TABLE, "file": RULES_FILE} if enabled(lab, host) else None
-
-
-def client_networks(lab: Lab, host: str) -> list[str]:
-    """`firewall_client_networks` of the host, as networks (an address is a /32 or /128)."""
-    given = lab.var(host, "firewall_client_networks", None)
-    found: list[str] = []
-    for entry in given if isinstance(given, list) else []:
-        try:
-            network = str(ipaddress.ip_network(str(entry), strict=False))
-        except ValueError:
-            continue  # refused by problems()
-        if network not in found:
-            found.append(network)
-    return found
-
-
-def _address(lab: Lab, host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    value = lab.var(host, "lab_address", None)
-    if not isinstance(value, str) or value is VAULTED:
-        return None
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        return None  # refused by validation
 
 
 def view(lab: Lab, host: str) -> dict[str, Any]:
@@ -66,10 +45,11 @@ def view(lab: Lab, host: str) -> dict[str, Any]:
     for instance in catalog.instances(lab, hosts=[host]):
         if not instance.allow_from:
             continue  # bound to loopback: nothing arrives from the lab
-        sources = [a for h in instance.allowed_hosts if (a := _address(lab, h)) is not None]
+        sources = [a for h in instance.allowed_hosts if (a := address(lab, h)) is not None]
         networks = [ipaddress.ip_network(a) for a in sources]
         if WORKSTATION in instance.allow_from:
-            networks += [ipaddress.ip_network(n) for n in client_networks(lab, host)]
+            clients = model_networks(lab, host, "firewall_client_networks")
+            networks += [ipaddress.ip_network(n) for n in clients]
         # Overlapping entries (a peer inside a client network) merged: nft refuses some overlaps.
         ipv4 = [str(n) for n in ipaddress.collapse_addresses(n for n in networks if n.version == 4)]
         ipv6 = [str(n) for n in ipaddress.collapse_addresses(n for n in networks if n.version == 6)]

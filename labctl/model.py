@@ -178,6 +178,33 @@ def from_hostvars(
     )
 
 
+def address(lab: Lab, host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The host's lab_address, parsed (none where it is missing, vaulted or malformed: validation
+    names those)."""
+    value = lab.var(host, "lab_address", None)
+    if not isinstance(value, str) or value is VAULTED:
+        return None
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def networks(lab: Lab, host: str, variable: str) -> list[str]:
+    """A per-machine list of client networks (`variable`), each as a network (an address is a /32
+    or /128), each once; entries that are not networks are left out (network_problems names them)."""
+    given = lab.var(host, variable, None)
+    found: list[str] = []
+    for entry in given if isinstance(given, list) else []:
+        try:
+            network = str(ipaddress.ip_network(str(entry), strict=False))
+        except ValueError:
+            continue
+        if network not in found:
+            found.append(network)
+    return found
+
+
 def network_problems(lab: Lab, variable: str) -> list[Problem]:
     """Every entry of a per-machine list of client networks (`variable`) that is not a CIDR or
     an address, named by machine and variable."""
