@@ -1,9 +1,10 @@
 """Host firewalls from the service catalog: a service's ports, on its machine's lab interface, take
 new connections only from the machines of the groups its `allow_from` names -- and, where it names
-the workstation, from the client networks (`firewall_client_networks`). Everything else arriving
-there for those ports is dropped, Docker-published ports included (they are matched on the port the
-client asked for, before Docker's address translation, in the forward hook as well as the input
-hook: published ports never reach the host's input rules).
+the workstation, from the client networks (`firewall_client_networks`); its health port also from
+Uptime Kuma's machines, which watch every health endpoint (labctl/uptime.py). Everything else
+arriving there for those ports is dropped, Docker-published ports included (they are matched on
+the port the client asked for, before Docker's address translation, in the forward hook as well
+as the input hook: published ports never reach the host's input rules).
 
 What the catalog does not publish is left as the machine has it (SSH among it: the workstation's
 way in is never cut). Traffic the machine makes itself (loopback, its own containers' bridges) does
@@ -15,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from labctl import catalog, schema
+from labctl import catalog, schema, uptime
 from labctl.model import Lab, Problem, address, network_problems
 from labctl.model import networks as model_networks
 
@@ -42,18 +43,22 @@ def view(lab: Lab, host: str) -> dict[str, Any]:
     """The rules of one machine: per published port of each service placed there, the sources
     that may open connections to it (IPv4 and IPv6 apart), and every such port."""
     rules: list[dict[str, Any]] = []
+    # Uptime Kuma's machines watch every health endpoint that listens on the lab (labctl/uptime.py).
+    watchers = uptime.probers(lab)
     for instance in catalog.instances(lab, hosts=[host]):
         if not instance.allow_from:
             continue  # bound to loopback: nothing arrives from the lab
-        sources = [a for h in instance.allowed_hosts if (a := address(lab, h)) is not None]
-        networks = [ipaddress.ip_network(a) for a in sources]
+        networks = [ipaddress.ip_network(a) for h in instance.allowed_hosts if (a := address(lab, h))]
         if WORKSTATION in instance.allow_from:
             clients = model_networks(lab, host, "firewall_client_networks")
             networks += [ipaddress.ip_network(n) for n in clients]
-        # Overlapping entries (a peer inside a client network) merged: nft refuses some overlaps.
-        ipv4 = [str(n) for n in ipaddress.collapse_addresses(n for n in networks if n.version == 4)]
-        ipv6 = [str(n) for n in ipaddress.collapse_addresses(n for n in networks if n.version == 6)]
+        health_port = instance.health["port"] if instance.health else None
+        watching = [ipaddress.ip_network(a) for h in watchers if (a := address(lab, h))]
         for name, port in instance.ports.items():
+            sources = networks + watching if name == health_port else networks
+            # Overlapping entries (a peer inside a client network) merged: nft refuses some overlaps.
+            ipv4 = [str(n) for n in ipaddress.collapse_addresses(n for n in sources if n.version == 4)]
+            ipv6 = [str(n) for n in ipaddress.collapse_addresses(n for n in sources if n.version == 6)]
             rules.append(
                 {"service": instance.service, "name": name, "port": port, "ipv4": ipv4, "ipv6": ipv6}
             )

@@ -281,6 +281,15 @@ def labctl_firewall(
     return firewall.view(_lab(hostvars, groups), host)
 
 
+def labctl_uptime_kuma(
+    hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], interval: int, retries: int
+) -> dict[str, Any]:
+    """Uptime Kuma's monitors: one per health endpoint other machines can reach."""
+    from labctl import uptime
+
+    return uptime.view(_lab(hostvars, groups), int(interval), int(retries))
+
+
 def labctl_public_url(
     hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]], service: str
 ) -> str | None:
@@ -325,6 +334,7 @@ class FilterModule:
             "labctl_logs": labctl_logs,
             "labctl_edge": labctl_edge,
             "labctl_firewall": labctl_firewall,
+            "labctl_uptime_kuma": labctl_uptime_kuma,
             "labctl_public_url": labctl_public_url,
             "labctl_htpasswd": labctl_htpasswd,
             "labctl_traefik_problems": labctl_traefik_problems,

@@ -89,11 +89,24 @@ def test_every_target_of_the_catalog_is_up():
     print(f"\ntargets up: {len(expected)}/{len(expected)}")
 
 
+def evaluated_rules(deadline_s: float = 60) -> dict[str, dict[str, Any]]:
+    """The loaded rules by name, once each has been evaluated: a deploy that changed the rule
+    files reloads Prometheus, and a reloaded rule is "unknown" until its group's next evaluation
+    (every 15 s by default)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        answer = httpx.get(f"{address_of('prometheus')}/api/v1/rules", timeout=10).json()
+        rules = {r["name"]: r for g in answer["data"]["groups"] for r in g["rules"]}
+        if all(r["health"] != "unknown" for r in rules.values()) or time.monotonic() > deadline:
+            return rules
+        time.sleep(3)
+
+
 def test_the_rules_are_loaded_and_the_metrics_they_read_exist():
-    answer = httpx.get(f"{address_of('prometheus')}/api/v1/rules", timeout=10).json()
-    rules = {r["name"]: r for g in answer["data"]["groups"] for r in g["rules"]}
+    rules = evaluated_rules()
     assert {"HostDown", "InferenceNodeDown", "GatewayErrors", "BackupStale"} <= set(rules)
-    assert all(r["health"] == "ok" for r in rules.values()), {n: r.get("lastError") for n, r in rules.items()}
+    unhealthy = {n: (r["health"], r.get("lastError")) for n, r in rules.items() if r["health"] != "ok"}
+    assert not unhealthy, unhealthy
     # What the machine rules read is what the node exporters expose.
     for metric in (
         "node_filesystem_avail_bytes",

@@ -191,6 +191,7 @@ def test_declared_secrets_and_who_uses_them(inventory_copy):
         "postgres_monitor_password": {**password, "services": ["postgres", "postgres_replica"]},
         "redis_password": {**password, "services": ["redis", "litellm"]},
         "traefik_dashboard_password": {**password, "length": 24, "services": ["traefik"]},
+        "uptime_kuma_admin_password": {**password, "length": 24, "services": ["uptime_kuma"]},
         "hf_token": {"form": "provided", "length": 32, "prefix": "", "services": ["vllm"]},
         "litellm_master_key": {**token, "services": ["litellm", "openwebui"]},
         "litellm_salt_key": {**token, "services": ["litellm"]},

@@ -65,9 +65,9 @@ def test_services_json_lists_every_instance(inventory_copy):
     assert result.exit_code == 0
     instances = json.loads(result.stdout)
     # node exporter, cAdvisor and Alloy on ten machines, Postgres primary and replica, Redis and
-    # Traefik on one, Ollama on four, a GPU exporter on each GPU machine, the gateway, the web UI
-    # and the tool servers on one each, and the monitoring tier's six
-    assert len(instances) == 50
+    # Traefik and Uptime Kuma on one, Ollama on four, a GPU exporter on each GPU machine, the
+    # gateway, the web UI and the tool servers on one each, and the monitoring tier's six
+    assert len(instances) == 51
     assert {i["service"] for i in instances} == {
         "prometheus",
         "alertmanager",
@@ -81,6 +81,7 @@ def test_services_json_lists_every_instance(inventory_copy):
         "postgres_replica",
         "redis",
         "traefik",
+        "uptime_kuma",
         "ollama",
         "dcgm_exporter",
         "rocm_exporter",
@@ -178,6 +179,7 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
         ("postgres_replication_password", "generated"),
         ("redis_password", "generated"),
         ("traefik_dashboard_password", "generated"),
+        ("uptime_kuma_admin_password", "generated"),
     ]
     assert run(inventory_copy, "validate").exit_code == 0
     again = run(inventory_copy, "init", "--json")
@@ -187,7 +189,7 @@ def test_init_makes_the_vault_and_rotate_names_what_to_redeploy(inventory_copy):
         "empty",
         "kept",
         "empty",
-        *["kept"] * 11,
+        *["kept"] * 12,
     ]
     rotated = run(inventory_copy, "init", "--rotate", "redis_password")
     assert rotated.exit_code == 0

@@ -91,7 +91,7 @@ def test_traefik_on_the_edge_machine(inventory_copy, tmp_path):
     routers, middlewares = dynamic["http"]["routers"], dynamic["http"]["middlewares"]
     # One router per routed service of the catalog, plus the dashboard.
     expected = {r["service"]: r for r in edge.routes(inventory_copy.load())}
-    assert list(expected) == ["litellm", "openwebui", "prometheus", "alertmanager", "grafana"]
+    assert list(expected) == ["uptime_kuma", "litellm", "openwebui", "prometheus", "alertmanager", "grafana"]
     assert set(routers) == {*expected, "dashboard"}
     assert routers["openwebui"]["rule"] == "Host(`chat.home.arpa`)"
     assert routers["litellm"]["rule"] == "Host(`gateway.home.arpa`)"
@@ -199,6 +199,7 @@ def test_routed_names_resolve_to_the_edge_while_it_runs(inventory_copy):
     entries = {e["host"]: e["names"] for e in catalog.hosts_entries(inventory_copy.load())}
     assert entries["hephaestus"][2:] == [
         "traefik.home.arpa",
+        "uptime.home.arpa",
         "gateway.home.arpa",
         "chat.home.arpa",
         "prometheus.home.arpa",
@@ -212,7 +213,7 @@ def test_routed_names_resolve_to_the_edge_while_it_runs(inventory_copy):
     inventory_copy.edit("host_vars/hephaestus.yml", lambda d: {**(d or {}), "traefik_enabled": False})
     lab = inventory_copy.load()
     entries = {e["host"]: e["names"] for e in catalog.hosts_entries(lab)}
-    assert entries["hephaestus"] == ["hephaestus.home.arpa", "hephaestus"]
+    assert entries["hephaestus"] == ["hephaestus.home.arpa", "hephaestus", "uptime.home.arpa"]
     assert entries["orpheus"][2:] == ["gateway.home.arpa", "chat.home.arpa"]
     assert edge.view(lab, "hephaestus")["edges"] == []
     assert edge.public_url(lab, "openwebui") is None

@@ -4,6 +4,7 @@ rules nftables loads say exactly that. Proven on the wire in tests/lab/test_fire
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import subprocess
 
@@ -20,12 +21,20 @@ def by_port(view: dict) -> dict[int, dict]:
 def test_each_port_admits_the_machines_its_allow_from_names(inventory_copy):
     lab = inventory_copy.load()
     erebus = by_port(firewall.view(lab, "erebus"))
-    # PostgreSQL: the replica, the gateway and web UI's machine, Prometheus's.
-    assert erebus[5432]["ipv4"] == ["192.168.50.12/32", "192.168.50.20/32", "192.168.50.30/32"]
+    # PostgreSQL: the replica, the gateway and web UI's machine, Prometheus's; and Uptime Kuma's
+    # (hephaestus, .11), which watches every health port (tests/unit/test_uptime_kuma.py).
+    assert erebus[5432]["ipv4"] == [
+        "192.168.50.11/32",
+        "192.168.50.12/32",
+        "192.168.50.20/32",
+        "192.168.50.30/32",
+    ]
     assert erebus[5432]["service"] == "postgres"
     # Redis (a Docker-published port): the gateway's machine and Prometheus's, not the replica's.
-    assert erebus[6379]["ipv4"] == ["192.168.50.20/32", "192.168.50.30/32"]
-    assert erebus[9100]["ipv4"] == ["192.168.50.30/32"]  # node exporter: monitoring only
+    assert erebus[6379]["ipv4"] == ["192.168.50.11/32", "192.168.50.20/32", "192.168.50.30/32"]
+    # The node exporter: monitoring (and Uptime Kuma); its PostgreSQL exporter: monitoring only.
+    assert erebus[9100]["ipv4"] == ["192.168.50.11/32", "192.168.50.30/32"]
+    assert erebus[9187]["ipv4"] == ["192.168.50.12/32", "192.168.50.20/32", "192.168.50.30/32"]
     assert 22 not in erebus  # SSH is not the catalog's
     assert firewall.view(lab, "erebus")["ports"] == sorted(erebus)
 
@@ -70,8 +79,9 @@ def test_after_a_failover_the_new_primary_admits_its_replica(inventory_copy):
     lab = inventory_copy.load()
     thanatos = by_port(firewall.view(lab, "thanatos"))
     assert thanatos[5432]["service"] == "postgres"
-    assert "192.168.50.10/32" in thanatos[5432]["ipv4"]  # erebus, the replica now
-    assert "192.168.50.20/32" in thanatos[5432]["ipv4"]  # the gateway still
+    admitted = [ipaddress.ip_network(n) for n in thanatos[5432]["ipv4"]]
+    assert any(ipaddress.ip_address("192.168.50.10") in n for n in admitted)  # erebus, the replica now
+    assert any(ipaddress.ip_address("192.168.50.20") in n for n in admitted)  # the gateway still
     assert by_port(firewall.view(lab, "erebus"))[5432]["service"] == "postgres_replica"
 
 
@@ -95,10 +105,8 @@ def test_the_rules_file_drops_other_sources_on_the_lab_interface_only(inventory_
     for chain in ("input", "forward"):
         assert f"type filter hook {chain} priority filter - 10; policy accept;" in rules
     assert rules.count('iifname != "enp3s0" accept') == 2
-    assert (
-        "meta l4proto tcp ct original proto-dst 6379 ip saddr { 192.168.50.20/32, 192.168.50.30/32 } accept"
-        in rules
-    )
+    admitted = "192.168.50.11/32, 192.168.50.20/32, 192.168.50.30/32"
+    assert f"meta l4proto tcp ct original proto-dst 6379 ip saddr {{ {admitted} }} accept" in rules
     drop = [
         line.strip() for line in rules.splitlines() if line.strip().endswith('"catalog ports, other sources"')
     ]
