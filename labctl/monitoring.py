@@ -95,6 +95,38 @@ def probes(lab: Lab) -> dict[str, list[dict[str, Any]]]:
     return result
 
 
+def _probed_edge(lab: Lab) -> catalog.Instance | None:
+    """The edge the HTTPS probes go through: none where the catalog places no edge or no prober."""
+    edges = catalog.instances(lab, services=[catalog.EDGE_PROXY])
+    return edges[0] if edges and catalog.instances(lab, services=[PROBER]) else None
+
+
+def edge_probes(lab: Lab) -> list[dict[str, Any]]:
+    """Every route of the edge (labctl/edge.py), probed by HTTPS through the edge as people reach
+    it: the route's name, the lab CA's certificate, the service's health path where it is on the
+    routed port (else /). Labels: the route's service, the edge machine as `host` (its
+    certificate is the one CertificateExpiring watches) and the route's name as `instance`. The
+    dashboard (basic auth) is left out."""
+    from labctl import edge
+
+    if (proxy := _probed_edge(lab)) is None:
+        return []
+    return [
+        {
+            "targets": [f"https://{route['name']}{route['health'] or '/'}"],
+            "labels": {"instance": route["name"], "host": proxy.host, "service": route["service"]},
+        }
+        for route in edge.routes(lab)
+    ]
+
+
+def edge_names(lab: Lab) -> dict[str, str]:
+    """Each name the HTTPS probes ask for -> the edge machine's address (the prober's container
+    has its own /etc/hosts: these go in it)."""
+    proxy = _probed_edge(lab)
+    return {group["labels"]["instance"]: proxy.address for group in edge_probes(lab)} if proxy else {}
+
+
 def unprobed(lab: Lab) -> list[str]:
     """`service@host` of every health endpoint the probes leave out (the monitoring machines may
     not reach it)."""
@@ -128,6 +160,7 @@ def view(lab: Lab, host: str) -> dict[str, Any]:
     blackbox = f"{local[0].address}:{local[0].ports['probe']}" if local else None
     jobs = scrape_jobs(lab)
     found = probes(lab) if blackbox else {"http": [], "tcp": []}
+    found["https"] = edge_probes(lab) if blackbox else []
     receivers = alertmanagers(lab)
     return {
         "jobs": jobs,

@@ -57,19 +57,23 @@ install_compose_plugin() {
   docker compose version
 }
 
-# promtool and amtool, the checks of Prometheus's rules and Alertmanager's configuration that the
-# unit tests run, from Debian's packages (unpacked into the virtualenv, never installed: the
-# packages would start the servers).
+# promtool, amtool and the blackbox exporter: the checks of Prometheus's rules, Alertmanager's
+# configuration and the probe modules that the unit tests run, from Debian's packages (unpacked
+# into the virtualenv, never installed: the packages would start the servers).
 install_prometheus_tools() {
-  [ -x "$venv/bin/promtool" ] && [ -x "$venv/bin/amtool" ] && return
+  local tools=(promtool amtool prometheus-blackbox-exporter)
+  local packages=(prometheus prometheus-alertmanager prometheus-blackbox-exporter)
+  local tool missing=0
+  for tool in "${tools[@]}"; do [ -x "$venv/bin/$tool" ] || missing=1; done
+  [ "$missing" = 0 ] && return
   need_root
-  log "unpacking promtool and amtool from Debian's prometheus packages into $venv/bin"
+  log "unpacking ${tools[*]} from Debian's packages into $venv/bin"
   local tmp
   tmp=$(mktemp -d)
-  (cd "$tmp" && { apt-get download prometheus prometheus-alertmanager >/dev/null 2>&1 \
-    || { apt-get update -qq && apt-get download prometheus prometheus-alertmanager >/dev/null; }; })
+  (cd "$tmp" && { apt-get download "${packages[@]}" >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get download "${packages[@]}" >/dev/null; }; })
   for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$tmp/x"; done
-  install -m 0755 "$tmp/x/usr/bin/promtool" "$tmp/x/usr/bin/amtool" "$venv/bin/"
+  for tool in "${tools[@]}"; do install -m 0755 "$tmp/x/usr/bin/$tool" "$venv/bin/"; done
   rm -rf "$tmp"
 }
 

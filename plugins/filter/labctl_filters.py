@@ -248,6 +248,13 @@ def labctl_monitoring(
     return monitoring.view(_lab(hostvars, groups), host)
 
 
+def labctl_edge_names(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The names the HTTPS probes ask the edge for, and the edge machine's address."""
+    from labctl import monitoring
+
+    return monitoring.edge_names(_lab(hostvars, groups))
+
+
 def labctl_grafana(hostvars: Mapping[str, Any], groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """Grafana's datasources and database, from the catalog."""
     from labctl import monitoring
@@ -329,6 +336,7 @@ class FilterModule:
             "labctl_gateway": labctl_gateway,
             "labctl_webui": labctl_webui,
             "labctl_monitoring": labctl_monitoring,
+            "labctl_edge_names": labctl_edge_names,
             "labctl_dashboards": labctl_dashboards,
             "labctl_grafana": labctl_grafana,
             "labctl_logs": labctl_logs,

@@ -113,6 +113,64 @@ def test_every_health_endpoint_is_probed(inventory_copy):
     assert set(http) | set(tcp) == expected
 
 
+def test_every_route_of_the_edge_is_probed_by_https_through_it(inventory_copy):
+    lab = inventory_copy.load()
+    https = {g["labels"]["service"]: g for g in monitoring.edge_probes(lab)}
+    assert monitoring.view(lab, "moros")["probes"]["https"] == list(https.values())
+    assert set(https) == {"uptime_kuma", "litellm", "openwebui", "prometheus", "alertmanager", "grafana"}
+    # By name, on the service's health path; labelled with the edge machine (its certificate).
+    assert https["openwebui"] == {
+        "targets": ["https://chat.home.arpa/health"],
+        "labels": {"instance": "chat.home.arpa", "host": "hephaestus", "service": "openwebui"},
+    }
+    assert monitoring.edge_names(lab) == {
+        f"{name}.home.arpa": "192.168.50.11"
+        for name in ("uptime", "gateway", "chat", "prometheus", "alertmanager", "grafana")
+    }
+    # Without the edge (the simulated lab), nothing to probe that way.
+    inventory_copy.edit("host_vars/hephaestus.yml", lambda d: {**(d or {}), "traefik_enabled": False})
+    assert monitoring.edge_probes(inventory_copy.load()) == []
+    assert monitoring.edge_names(inventory_copy.load()) == {}
+
+
+def test_the_probe_modules_pass_the_blackbox_exporters_check(inventory_copy, tmp_path):
+    """The real blackbox exporter (Debian's, unpacked by bootstrap) checks the modules rendered
+    for moros; its container trusts the lab CA and resolves the routes' names to the edge."""
+    exporter = ROOT / ".venv" / "bin" / "prometheus-blackbox-exporter"
+    if not exporter.exists():
+        pytest.fail("the blackbox exporter is missing: ./scripts/bootstrap.sh unpacks it into .venv/bin")
+    files = render_stack(inventory_copy, tmp_path, "blackbox", "moros", ("config.yml", "compose.yaml"))
+    modules = yaml.safe_load(files["config.yml"])["modules"]
+    assert set(modules) == {"http_health", "tcp_health", "https_health"}
+    assert modules["https_health"]["http"]["fail_if_not_ssl"] is True
+    assert modules["https_health"]["http"]["tls_config"] == {"ca_file": "/etc/ssl/labctl-ca.crt"}
+    (tmp_path / "config.yml").write_text(files["config.yml"])
+    check = subprocess.run(
+        [str(exporter), f"--config.file={tmp_path / 'config.yml'}", "--config.check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    broken = files["config.yml"].replace("fail_if_not_ssl: true", "fail_if_not_ssl: maybe")
+    (tmp_path / "config.yml").write_text(broken)
+    assert (
+        subprocess.run(
+            [str(exporter), f"--config.file={tmp_path / 'config.yml'}", "--config.check"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        != 0
+    )
+    service = compose_config(tmp_path / "compose.yaml", files["compose.yaml"])["services"]["blackbox"]
+    assert problems("blackbox", service, {"192.168.50.30"}) == []
+    assert "/usr/local/share/ca-certificates/labctl-ca.crt:/etc/ssl/labctl-ca.crt:ro" in service["volumes"]
+    assert service["extra_hosts"] == sorted(
+        f"{name}.home.arpa:192.168.50.11"
+        for name in ("uptime", "gateway", "chat", "prometheus", "alertmanager", "grafana")
+    )
+
+
 def test_a_service_the_monitoring_machine_may_not_reach_is_named(inventory_copy):
     inventory_copy.edit(
         "group_vars/all/services.yml",
@@ -150,7 +208,7 @@ def test_the_configuration_passes_promtool(inventory_copy, tmp_path):
             "traefik",
         ),
         *("dcgm_exporter", "rocm_exporter", "prometheus", "alertmanager", "blackbox", "loki", "grafana"),
-        *("probe_http", "probe_tcp"),
+        *("probe_http", "probe_tcp", "probe_https"),
     }
     assert jobs["probe_http"]["relabel_configs"][-1] == {
         "target_label": "__address__",
