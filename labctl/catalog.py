@@ -59,6 +59,17 @@ class Instance:
     def stack(self) -> str:
         return self.service
 
+    def health_endpoint(self) -> dict[str, Any] | None:
+        """What a prober on another machine checks: the health URL (`kind: http`) where the
+        catalog gives a path, else the health port (`kind: tcp`: a command checks it inside the
+        container); none without a health check."""
+        if not self.health:
+            return None
+        port = self.ports[self.health["port"]]
+        if "path" in self.health:
+            return {"kind": "http", "url": f"http://{self.address}:{port}{self.health['path']}"}
+        return {"kind": "tcp", "address": self.address, "port": port}
+
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stack": self.stack}
 

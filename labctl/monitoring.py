@@ -14,11 +14,12 @@ inference engine's health endpoint, `kind: inference`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
 from labctl import catalog
-from labctl.model import VAULTED, Lab, Problem
+from labctl.model import VAULTED, Lab, Problem, address
 
 # The service whose instances probe health endpoints, and the one that receives alerts.
 PROBER = "blackbox"
@@ -84,14 +85,13 @@ def probes(lab: Lab) -> dict[str, list[dict[str, Any]]]:
     if not probers:
         return result
     for inst in catalog.instances(lab):
-        if not inst.health or not probers <= set(inst.allowed_hosts):
+        if (endpoint := inst.health_endpoint()) is None or not probers <= set(inst.allowed_hosts):
             continue
-        port = inst.ports[inst.health["port"]]
-        if "path" in inst.health:
-            target, module = f"http://{inst.address}:{port}{inst.health['path']}", "http"
+        if endpoint["kind"] == "http":
+            target = endpoint["url"]
         else:
-            target, module = f"{inst.address}:{port}", "tcp"
-        result[module].append({"targets": [target], "labels": _labels(inst)})
+            target = f"{endpoint['address']}:{endpoint['port']}"
+        result[endpoint["kind"]].append({"targets": [target], "labels": _labels(inst)})
     return result
 
 
@@ -104,19 +104,29 @@ def _probed_edge(lab: Lab) -> catalog.Instance | None:
 def edge_probes(lab: Lab) -> list[dict[str, Any]]:
     """Every route of the edge (labctl/edge.py), probed by HTTPS through the edge as people reach
     it: the route's name, the lab CA's certificate, the service's health path where it is on the
-    routed port (else /). Labels: the route's service, the edge machine as `host` (its
-    certificate is the one CertificateExpiring watches) and the route's name as `instance`. The
-    dashboard (basic auth) is left out."""
+    routed port (else /). What answers is the edge: labels `service` traefik and `host` its
+    machine (the certificate CertificateExpiring watches is its), `route` and `instance` the
+    route's name. Left out: the dashboard (basic auth), and the admin routes where the
+    prober's machine is outside the admin allowlist (they would answer it 403)."""
     from labctl import edge
 
     if (proxy := _probed_edge(lab)) is None:
         return []
+    allowed = [ipaddress.ip_network(n) for n in edge.admin_allow_from(lab, proxy.host)]
+    probers = [a for h in catalog.instances(lab, services=[PROBER]) if (a := address(lab, h.host))]
+    admitted = all(any(a in n for n in allowed) for a in probers)
     return [
         {
             "targets": [f"https://{route['name']}{route['health'] or '/'}"],
-            "labels": {"instance": route["name"], "host": proxy.host, "service": route["service"]},
+            "labels": {
+                "instance": route["name"],
+                "host": proxy.host,
+                "service": proxy.service,
+                "route": route["name"],
+            },
         }
         for route in edge.routes(lab)
+        if admitted or not route["admin"]
     ]
 
 

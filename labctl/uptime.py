@@ -27,12 +27,13 @@ OWNED = "labctl:"
 
 
 def monitors(lab: Lab, interval: int = 60, retries: int = 2) -> list[dict[str, Any]]:
-    """The monitors of every reachable health endpoint, in catalog order then inventory order."""
+    """The monitors of every reachable health endpoint, in catalog order then inventory order.
+    `retries`: failed checks retried before a monitor reports down (2: down at the third failed
+    check in a row)."""
     result: list[dict[str, Any]] = []
     for inst in catalog.instances(lab):
-        if not inst.health or not inst.allow_from:
+        if (endpoint := inst.health_endpoint()) is None or not inst.allow_from:
             continue
-        port = inst.ports[inst.health["port"]]
         monitor: dict[str, Any] = {
             "name": f"{inst.service}@{inst.host}",
             "description": f"{OWNED} {inst.description}",
@@ -40,10 +41,10 @@ def monitors(lab: Lab, interval: int = 60, retries: int = 2) -> list[dict[str, A
             "retryInterval": interval,
             "maxretries": retries,
         }
-        if "path" in inst.health:
-            monitor |= {"type": "http", "url": f"http://{inst.address}:{port}{inst.health['path']}"}
+        if endpoint["kind"] == "http":
+            monitor |= {"type": "http", "url": endpoint["url"]}
         else:
-            monitor |= {"type": "port", "hostname": inst.address, "port": port}
+            monitor |= {"type": "port", "hostname": endpoint["address"], "port": endpoint["port"]}
         result.append(monitor)
     return result
 
@@ -60,7 +61,7 @@ def unmonitored(lab: Lab) -> list[str]:
 
 def view(lab: Lab, interval: int = 60, retries: int = 2) -> dict[str, Any]:
     """What the Uptime Kuma role hands its monitor module."""
-    return {"monitors": monitors(lab, interval, retries), "marker": OWNED, "unmonitored": unmonitored(lab)}
+    return {"monitors": monitors(lab, interval, retries), "marker": OWNED}
 
 
 def probers(lab: Lab) -> list[str]:

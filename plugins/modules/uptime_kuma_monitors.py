@@ -37,7 +37,8 @@ options:
 RETURN = r"""
 added: {description: Names of the monitors added., type: list, returned: always}
 changed_monitors: {description: Names of the monitors changed., type: list, returned: always}
-deleted: {description: Ids of labctl's monitors deleted., type: list, returned: always}
+deleted: {description: Names of labctl's stale monitors deleted., type: list, returned: always}
+setup: {description: Whether the admin account was (would be) set up., type: bool, returned: always}
 conflicts:
   description: Names of wanted monitors taken by a person's monitor (left alone).
   type: list
@@ -78,10 +79,16 @@ def plan(existing: list[dict[str, Any]], wanted: list[dict[str, Any]], marker: s
     return result
 
 
+def typed(monitors: list[dict[str, Any]], monitor_type: Any) -> list[dict[str, Any]]:
+    """The wanted monitors with their type as the client takes it (uptime_kuma_api.MonitorType)."""
+    return [{**m, "type": monitor_type(m["type"])} for m in monitors]
+
+
 def apply(api: Any, params: dict[str, Any], wanted: list[dict[str, Any]], check: bool) -> dict[str, Any]:
     """Log in (setting up the admin on a new instance) and carry out the plan through `api`, an
     uptime_kuma_api.UptimeKumaApi."""
-    if api.need_setup():
+    setup = api.need_setup()
+    if setup:
         if check:  # nothing to log in to yet: every monitor would be added
             return {
                 "changed": True,
@@ -93,7 +100,9 @@ def apply(api: Any, params: dict[str, Any], wanted: list[dict[str, Any]], check:
             }
         api.setup(params["username"], params["password"])
     api.login(params["username"], params["password"])
-    todo = plan(api.get_monitors(), wanted, params["marker"])
+    existing = api.get_monitors()
+    todo = plan(existing, wanted, params["marker"])
+    names = {int(m["id"]): _text(m.get("name")) for m in existing}
     if not check:
         for monitor in todo["add"]:
             api.add_monitor(**monitor)
@@ -102,11 +111,12 @@ def apply(api: Any, params: dict[str, Any], wanted: list[dict[str, Any]], check:
         for id_ in todo["delete"]:
             api.delete_monitor(id_)
     return {
-        "changed": bool(todo["add"] or todo["change"] or todo["delete"]),
+        "changed": setup or bool(todo["add"] or todo["change"] or todo["delete"]),
         "added": [m["name"] for m in todo["add"]],
         "changed_monitors": [m["name"] for _, m in todo["change"]],
-        "deleted": todo["delete"],
+        "deleted": [names[id_] for id_ in todo["delete"]],
         "conflicts": todo["conflicts"],
+        "setup": setup,
     }
 
 
@@ -128,7 +138,7 @@ def main() -> None:
         module.fail_json(msg="the controller's Python lacks the uptime-kuma-api package")
         return
     params = module.params
-    wanted = [{**m, "type": MonitorType(m["type"])} for m in params["monitors"]]
+    wanted = typed(params["monitors"], MonitorType)
     try:
         api = UptimeKumaApi(params["url"], timeout=params["timeout"])
     except Exception as error:  # the client raises plain exceptions on connect

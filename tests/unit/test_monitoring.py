@@ -115,18 +115,27 @@ def test_every_health_endpoint_is_probed(inventory_copy):
 
 def test_every_route_of_the_edge_is_probed_by_https_through_it(inventory_copy):
     lab = inventory_copy.load()
-    https = {g["labels"]["service"]: g for g in monitoring.edge_probes(lab)}
+    https = {g["labels"]["route"]: g for g in monitoring.edge_probes(lab)}
     assert monitoring.view(lab, "moros")["probes"]["https"] == list(https.values())
-    assert set(https) == {"uptime_kuma", "litellm", "openwebui", "prometheus", "alertmanager", "grafana"}
-    # By name, on the service's health path; labelled with the edge machine (its certificate).
-    assert https["openwebui"] == {
+    names = ("uptime", "gateway", "chat", "prometheus", "alertmanager", "grafana")
+    assert set(https) == {f"{name}.home.arpa" for name in names}
+    # By name, on the service's health path; what answers is the edge (its certificate).
+    assert https["chat.home.arpa"] == {
         "targets": ["https://chat.home.arpa/health"],
-        "labels": {"instance": "chat.home.arpa", "host": "hephaestus", "service": "openwebui"},
+        "labels": {
+            "instance": "chat.home.arpa",
+            "host": "hephaestus",
+            "service": "traefik",
+            "route": "chat.home.arpa",
+        },
     }
-    assert monitoring.edge_names(lab) == {
-        f"{name}.home.arpa": "192.168.50.11"
-        for name in ("uptime", "gateway", "chat", "prometheus", "alertmanager", "grafana")
-    }
+    assert monitoring.edge_names(lab) == {f"{name}.home.arpa": "192.168.50.11" for name in names}
+    # Admin routes only where the monitoring machine is inside the admin allowlist.
+    inventory_copy.edit(
+        "host_vars/hephaestus.yml", lambda d: {**(d or {}), "traefik_admin_allow_from": ["192.168.60.0/24"]}
+    )
+    public = {g["labels"]["route"] for g in monitoring.edge_probes(inventory_copy.load())}
+    assert public == {"gateway.home.arpa", "chat.home.arpa"}
     # Without the edge (the simulated lab), nothing to probe that way.
     inventory_copy.edit("host_vars/hephaestus.yml", lambda d: {**(d or {}), "traefik_enabled": False})
     assert monitoring.edge_probes(inventory_copy.load()) == []
@@ -164,7 +173,15 @@ def test_the_probe_modules_pass_the_blackbox_exporters_check(inventory_copy, tmp
     )
     service = compose_config(tmp_path / "compose.yaml", files["compose.yaml"])["services"]["blackbox"]
     assert problems("blackbox", service, {"192.168.50.30"}) == []
-    assert "/usr/local/share/ca-certificates/labctl-ca.crt:/etc/ssl/labctl-ca.crt:ro" in service["volumes"]
+    # The lab CA's root, read-only, never created as an empty directory where it is missing.
+    (ca,) = [v for v in service["volumes"] if isinstance(v, dict)]
+    assert ca == {
+        "type": "bind",
+        "source": "/usr/local/share/ca-certificates/labctl-ca.crt",
+        "target": "/etc/ssl/labctl-ca.crt",
+        "read_only": True,
+        "bind": {"create_host_path": False},
+    }
     assert service["extra_hosts"] == sorted(
         f"{name}.home.arpa:192.168.50.11"
         for name in ("uptime", "gateway", "chat", "prometheus", "alertmanager", "grafana")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from uptime_kuma_api import MonitorType  # type: ignore[import-untyped]
+
 from labctl import edge, firewall, uptime
 from tests.conftest import ROOT, add_gpu_node, lab_group, render_stack
 from tests.hardening import compose_config, problems
@@ -85,12 +87,22 @@ def test_it_is_routed_behind_the_admin_allowlist(inventory_copy):
 
 class FakeKumaApi:
     """A stand-in for uptime_kuma_api.UptimeKumaApi (Uptime Kuma cannot run here): the methods the
-    module calls, over a list of monitors as the real client returns them."""
+    module calls, over monitors shaped as the real client returns them (every field, those a
+    monitor's type does not use as None, the type as a MonitorType, fields labctl never sets)."""
 
     def __init__(self, monitors: list[dict[str, Any]] | None = None, need_setup: bool = False) -> None:
-        self.monitors = [dict(m) for m in monitors or []]
+        self.monitors = [self.stored(m) for m in monitors or []]
         self.admin: tuple[str, str] | None = None if need_setup else ("admin", "pw")
         self.calls: list[str] = []
+
+    @staticmethod
+    def stored(monitor: dict[str, Any]) -> dict[str, Any]:
+        blank = dict.fromkeys(MODULE.FIELDS) | {
+            "active": True,
+            "maxredirects": 10,
+            "accepted_statuscodes": ["200-299"],
+        }
+        return blank | monitor | {"type": MonitorType(monitor["type"])}
 
     def need_setup(self) -> bool:
         return self.admin is None
@@ -106,13 +118,14 @@ class FakeKumaApi:
         return [dict(m) for m in self.monitors]
 
     def add_monitor(self, **monitor: Any) -> None:
+        assert isinstance(monitor["type"], MonitorType), "the client wants a MonitorType"
         self.calls.append(f"add {monitor['name']}")
-        self.monitors.append({"id": len(self.monitors) + 100, **monitor})
+        self.monitors.append(self.stored({"id": len(self.monitors) + 100, **monitor}))
 
     def edit_monitor(self, id_: int, **monitor: Any) -> None:
         self.calls.append(f"edit {monitor['name']}")
         (current,) = [m for m in self.monitors if m["id"] == id_]
-        current.update(monitor)
+        current.update(self.stored({**current, **monitor}))
 
     def delete_monitor(self, id_: int) -> None:
         self.calls.append(f"delete {id_}")
@@ -123,14 +136,14 @@ PARAMS = {"username": "admin", "password": "pw", "marker": uptime.OWNED}
 
 
 def test_the_module_sets_up_adds_then_changes_nothing(inventory_copy):
-    wanted = uptime.monitors(inventory_copy.load())
+    wanted = MODULE.typed(uptime.monitors(inventory_copy.load()), MonitorType)
     api = FakeKumaApi(need_setup=True)
     # Check mode on a new instance: everything would be added, nothing is.
     result = MODULE.apply(api, PARAMS, wanted, check=True)
     assert result["changed"] and api.calls == [] and len(result["added"]) == len(wanted)
     result = MODULE.apply(api, PARAMS, wanted, check=False)
     assert api.calls[0] == "setup" and len(api.monitors) == len(wanted)
-    assert result["changed"]
+    assert result["changed"] and result["setup"]
     # A second run: nothing to do.
     api.calls.clear()
     result = MODULE.apply(api, PARAMS, wanted, check=False)
@@ -138,29 +151,15 @@ def test_the_module_sets_up_adds_then_changes_nothing(inventory_copy):
 
 
 def test_the_module_keeps_peoples_monitors_and_removes_its_stale_ones(inventory_copy):
-    wanted = uptime.monitors(inventory_copy.load())
+    wanted = MODULE.typed(uptime.monitors(inventory_copy.load()), MonitorType)
     theirs = {"id": 1, "name": "my router", "type": "ping", "hostname": "192.168.50.1", "description": None}
     clash = {"id": 2, "name": "redis@erebus", "type": "port", "description": "mine"}
     stale = {"id": 3, "name": "ollama@gone", "type": "http", "description": f"{uptime.OWNED} old"}
     moved = {**wanted[0], "id": 4, "url": "http://192.168.50.99:9100/metrics"}
     api = FakeKumaApi([theirs, clash, stale, moved])
     result = MODULE.apply(api, PARAMS, wanted, check=False)
-    assert result["deleted"] == [3] and result["changed_monitors"] == [wanted[0]["name"]]
+    assert result["deleted"] == ["ollama@gone"] and result["changed_monitors"] == [wanted[0]["name"]]
     assert result["conflicts"] == ["redis@erebus"]
     names = [m["name"] for m in api.monitors]
     assert "my router" in names and "ollama@gone" not in names and names.count("redis@erebus") == 1
     assert next(m for m in api.monitors if m["id"] == 4)["url"] == wanted[0]["url"]
-
-
-def test_the_plan_compares_the_type_as_the_client_gives_it():
-    class Enumish:  # uptime_kuma_api.MonitorType members carry the text in `value`
-        value = "http"
-
-    wanted = [{"name": "a", "type": "http", "url": "http://x/", "description": "labctl: a"}]
-    existing = [{"id": 7, "name": "a", "type": Enumish(), "url": "http://x/", "description": "labctl: a"}]
-    assert MODULE.plan(existing, wanted, "labctl:") == {
-        "add": [],
-        "change": [],
-        "delete": [],
-        "conflicts": [],
-    }
