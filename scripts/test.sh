@@ -21,6 +21,9 @@ timed mypy
 step "simulated lab: molecule test (create, converge, idempotence, verify, destroy)"
 # molecule links the simulated lab's inventory before `create` writes it.
 mkdir -p .labctl/sim/inventory
+# A run stopped before its destroy leaves molecule's state saying the lab exists (create would be
+# skipped): start from no state; `create` (labctl sim up) takes over whatever machines are there.
+molecule reset >/dev/null
 timed molecule test
 
 step "unit tests: catalog, validation, playbooks, CLI"
