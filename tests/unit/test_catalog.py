@@ -221,8 +221,10 @@ def test_consumer_stacks_follow_the_consumes_key(inventory_copy):
         health={"port": "http", "path": "/"},
     )
     lab = inventory_copy.load()
-    # Prometheus consumes every service ('*'); the scraper only the node exporters.
-    assert [s["service"] for s in catalog.consumer_stacks(lab, "moros", ["nyx"])] == ["prometheus", "scraper"]
+    # Prometheus and the blackbox exporter consume every service ('*'); the scraper only the node
+    # exporters.
+    consumers = [s["service"] for s in catalog.consumer_stacks(lab, "moros", ["nyx"])]
+    assert consumers == ["prometheus", "blackbox", "scraper"]
     assert catalog.consumer_stacks(lab, "erebus", ["nyx"]) == []
 
 
