@@ -44,7 +44,7 @@ def view(lab: Lab, host: str) -> dict[str, Any]:
     that may open connections to it (IPv4 and IPv6 apart), and every such port."""
     rules: list[dict[str, Any]] = []
     # Uptime Kuma's machines watch every health endpoint that listens on the lab (labctl/uptime.py).
-    watchers = uptime.probers(lab)
+    watching = [ipaddress.ip_network(a) for h in uptime.probers(lab) if (a := address(lab, h))]
     for instance in catalog.instances(lab, hosts=[host]):
         if not instance.allow_from:
             continue  # bound to loopback: nothing arrives from the lab
@@ -53,7 +53,6 @@ def view(lab: Lab, host: str) -> dict[str, Any]:
             clients = model_networks(lab, host, "firewall_client_networks")
             networks += [ipaddress.ip_network(n) for n in clients]
         health_port = instance.health["port"] if instance.health else None
-        watching = [ipaddress.ip_network(a) for h in watchers if (a := address(lab, h))]
         for name, port in instance.ports.items():
             sources = networks + watching if name == health_port else networks
             # Overlapping entries (a peer inside a client network) merged: nft refuses some overlaps.

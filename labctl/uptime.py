@@ -49,16 +49,6 @@ def monitors(lab: Lab, interval: int = 60, retries: int = 2) -> list[dict[str, A
     return result
 
 
-def unmonitored(lab: Lab) -> list[str]:
-    """`service@host` of every health endpoint no monitor watches (bound to loopback)."""
-    watched = {m["name"] for m in monitors(lab)}
-    return [
-        f"{i.service}@{i.host}"
-        for i in catalog.instances(lab)
-        if i.health and f"{i.service}@{i.host}" not in watched
-    ]
-
-
 def view(lab: Lab, interval: int = 60, retries: int = 2) -> dict[str, Any]:
     """What the Uptime Kuma role hands its monitor module."""
     return {"monitors": monitors(lab, interval, retries), "marker": OWNED}

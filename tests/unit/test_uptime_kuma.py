@@ -10,7 +10,7 @@ from typing import Any
 
 from uptime_kuma_api import MonitorType  # type: ignore[import-untyped]
 
-from labctl import edge, firewall, uptime
+from labctl import catalog, edge, firewall, uptime
 from tests.conftest import ROOT, add_gpu_node, lab_group, render_stack
 from tests.hardening import compose_config, problems
 
@@ -54,7 +54,7 @@ def test_every_reachable_health_endpoint_has_a_monitor(inventory_copy):
     assert found["litellm@orpheus"]["type"] == "http"
     assert all(m["description"].startswith(uptime.OWNED) for m in found.values())
     # Nothing with a health check is left out in the shipped catalog (none is loopback-only).
-    assert uptime.unmonitored(lab) == []
+    assert {f"{i.service}@{i.host}" for i in catalog.instances(lab) if i.health} == set(found)
 
 
 def test_a_new_machine_adds_its_monitors(inventory_copy):
