@@ -6,7 +6,9 @@ drift hits every side alike:
 - the gateway as labctl renders it (orpheus:4000);
 - the same LiteLLM image with its defaults: the same model list and master key, nothing else
   (no router settings, one worker), started next to it on orpheus for the run (port 4100);
-- one backend directly (kratos's llama.cpp server): what the gateways add.
+- one backend directly (kratos's llama.cpp server): what the gateways add. kratos's host firewall
+  lets only the gateway's and the monitoring machine's addresses reach its engine, so the run adds
+  a rule for the workstation's address (comment "labctl bench") and deletes it at the end.
 
 Per side and concurrency: requests/s, latency p50/p95/p99, the CPU seconds the gateway's container
 used (its cgroup's cpuacct on orpheus) and so requests per CPU-second, and the latency each
@@ -21,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +48,14 @@ DEFAULTS = "litellm-bench-defaults"
 STACK = "/opt/ai-platform/stacks/litellm"
 
 
-def box(*argv: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    """A command on the gateway's simulated machine (through the engine, not the network)."""
+def box(
+    *argv: str, stdin: str | None = None, env: dict[str, str] | None = None, machine: str = GATEWAY
+) -> str:
+    """A command on a simulated machine, the gateway's by default (through the engine, not the
+    network)."""
     passed = [f"--env={name}={value}" for name, value in (env or {}).items()]
     proc = subprocess.run(
-        ["docker", "exec", "-i", *passed, f"labsim-{GATEWAY}", *argv],
+        ["docker", "exec", "-i", *passed, f"labsim-{machine}", *argv],
         input=stdin,
         capture_output=True,
         text=True,
@@ -55,7 +63,7 @@ def box(*argv: str, stdin: str | None = None, env: dict[str, str] | None = None)
         check=False,
     )
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} on {GATEWAY}: {proc.stderr.strip()}")
+        raise SystemExit(f"{' '.join(argv)} on {machine}: {proc.stderr.strip()}")
     return proc.stdout.strip()
 
 
@@ -68,6 +76,38 @@ def master_key() -> str:
     """The simulated lab's gateway key, from its own vault."""
     password = (SIM / "vault-password").read_text().strip()
     return str(vault.read(SIM / "inventory" / "vault.yml", password)["litellm_master_key"])
+
+
+FIREWALL = ("inet", "labctl_firewall")
+BENCH_RULE = "labctl bench"
+
+
+@contextlib.contextmanager
+def direct_access(address: str, port: int) -> Iterator[None]:
+    """Let the workstation reach DIRECT's engine for the run, when its host firewall is on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((address, port))
+        workstation = probe.getsockname()[0]
+    tables = box("nft", "list", "tables", machine=DIRECT)
+    if " ".join(FIREWALL) not in tables:
+        yield
+        return
+    # nft joins its arguments into one rule; the comment keeps its quotes.
+    rule = ["ip", "saddr", workstation, "tcp", "dport", str(port), "accept", "comment", f'"{BENCH_RULE}"']
+    for chain in ("input", "forward"):
+        box("nft", "insert", "rule", *FIREWALL, chain, *rule, machine=DIRECT)
+    try:
+        yield
+    finally:
+        listed = box("nft", "-a", "list", "table", *FIREWALL, machine=DIRECT)
+        chain = ""
+        for line in listed.splitlines():
+            words = line.split()
+            if words[:1] == ["chain"]:
+                chain = words[1]
+            elif f'"{BENCH_RULE}"' in line:
+                handle = words[-1]
+                box("nft", "delete", "rule", *FIREWALL, chain, "handle", handle, machine=DIRECT)
 
 
 def cpu_seconds(container: str) -> float:
@@ -136,7 +176,9 @@ def main() -> int:
         "direct": (f"http://{where[DIRECT]}:8080/v1", None),
     }
     results: dict[str, dict[int, list[dict[str, Any]]]] = {s: {c: [] for c in levels} for s in sides}
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(direct_access(where[DIRECT], 8080))
+        stack.callback(box, "docker", "rm", "-f", DEFAULTS)
         start_defaults(where[GATEWAY], key)
         for _ in range(args.rounds):
             for level in levels:
@@ -159,8 +201,6 @@ def main() -> int:
         spread = asyncio.run(
             bench.run_step(sides["labctl"][0], key, MODEL, "short", 8, args.balance, 4, stream=False)
         )
-    finally:
-        box("docker", "rm", "-f", DEFAULTS)
 
     def med(side: str, level: int, field: str) -> float:
         values = [r[field] for r in results[side][level] if r[field] is not None]
@@ -170,17 +210,15 @@ def main() -> int:
     for level in levels:
         direct = med("direct", level, "latency_p50_ms")
         fields = ("rps", "latency_p50_ms", "latency_p95_ms", "req_per_cpu_s")
-        entry = {side: {f: med(side, level, f) for f in fields} for side in sides}
+        by_side = {side: {f: med(side, level, f) for f in fields} for side in sides}
         for side in ("labctl", "defaults"):
-            entry[side]["added_p50_ms"] = round(entry[side]["latency_p50_ms"] - direct, 2)
-        entry["rps_ratio"] = round(entry["labctl"]["rps"] / entry["defaults"]["rps"], 2)
-        entry["per_cpu_ratio"] = round(
-            entry["labctl"]["req_per_cpu_s"] / entry["defaults"]["req_per_cpu_s"], 2
-        )
+            by_side[side]["added_p50_ms"] = round(by_side[side]["latency_p50_ms"] - direct, 2)
+        ours, theirs = by_side["labctl"], by_side["defaults"]
+        entry: dict[str, Any] = dict(by_side)
+        entry["rps_ratio"] = round(ours["rps"] / theirs["rps"], 2)
+        entry["per_cpu_ratio"] = round(ours["req_per_cpu_s"] / theirs["req_per_cpu_s"], 2)
         entry["added_ratio"] = (
-            round(entry["labctl"]["added_p50_ms"] / entry["defaults"]["added_p50_ms"], 2)
-            if entry["defaults"]["added_p50_ms"] > 0
-            else None
+            round(ours["added_p50_ms"] / theirs["added_p50_ms"], 2) if theirs["added_p50_ms"] > 0 else None
         )
         summary["levels"][level] = entry
     balance = summary["balance"]

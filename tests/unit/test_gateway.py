@@ -5,6 +5,7 @@ a compose file that passes `docker compose config` and the hardening rules with 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 import yaml
 
 from labctl import gateway
-from tests.conftest import lab_group, render_stack
+from labctl.validate import role_specs, validate
+from tests.conftest import ROOT, lab_group, render_stack
 from tests.hardening import compose_config, problems
 
 
@@ -23,7 +25,7 @@ def render(copy, tmp_path: Path, *extra: str) -> dict[str, str]:
         tmp_path,
         "litellm",
         "orpheus",
-        ("config.yaml", "compose.yaml"),
+        ("config.yaml", "compose.yaml", "log_config.yaml"),
         *extra,
         variables={"__litellm_cores": {"stdout": "16"}},
     )
@@ -101,8 +103,6 @@ def test_a_model_may_name_its_own_fallbacks(inventory_copy):
 
 
 def test_validation_names_a_fallback_that_is_no_chat_model(inventory_copy):
-    from labctl.validate import validate
-
     def change(data):
         for model in data["labctl_models"]:
             if model["name"] == "llama3.1:8b":
@@ -155,6 +155,64 @@ def test_the_rendered_gateway_is_the_plan_with_failover_settings(inventory_copy,
     # Secrets only as references to the 0600 .env.
     assert service["environment"]["LITELLM_MASTER_KEY"] == "${LITELLM_MASTER_KEY}"
     assert "sk-" not in files["config.yaml"] + files["compose.yaml"]
+
+
+def _families(text: str) -> set[str]:
+    """The LiteLLM metric families a text reads (a histogram's _bucket or a counter's _total
+    is its family's sample)."""
+    names = re.findall(r"\b(litellm_[a-z_]+)", text)
+    return {re.sub(r"_(bucket|count|sum|total)$", "", n) for n in names}
+
+
+def test_the_gateway_computes_the_metrics_the_monitoring_tier_reads_and_only_those_kept(
+    inventory_copy, tmp_path
+):
+    files = render(inventory_copy, tmp_path)
+    settings = yaml.safe_load(files["config.yaml"])["litellm_settings"]
+    [group] = settings["prometheus_metrics_config"]
+    kept = set(group["metrics"])
+    rules = (ROOT / "roles" / "prometheus" / "templates" / "rules.yml.j2").read_text()
+    # Of the names in the rules (labels such as litellm_model_name too), the metrics LiteLLM defines.
+    defined = set(role_specs()["litellm_prometheus_metrics"]["choices"])
+    read = _families(rules) & defined
+    assert read, "the rules read no LiteLLM metric: the pattern is wrong"
+    assert read <= kept, f"the rules read metrics the gateway does not compute: {sorted(read - kept)}"
+    # The Prometheus lab test reads the copies' state.
+    assert "litellm_deployment_state" in kept
+    # An operator's narrower list is what the proxy gets.
+    narrower = '{"litellm_prometheus_metrics": ["litellm_deployment_state"]}'
+    (tmp_path / "narrower").mkdir()
+    files = render(inventory_copy, tmp_path / "narrower", "-e", narrower)
+    [group] = yaml.safe_load(files["config.yaml"])["litellm_settings"]["prometheus_metrics_config"]
+    assert group["metrics"] == ["litellm_deployment_state"]
+
+
+def test_a_metric_litellm_does_not_define_is_refused_by_name(inventory_copy):
+    def change(data):
+        data["litellm_prometheus_metrics"] = ["litellm_deployment_state", "litellm_requests_total"]
+
+    inventory_copy.edit("host_vars/orpheus.yml", change)
+    found = [p for p in validate(inventory_copy.load()) if p.variable == "litellm_prometheus_metrics"]
+    assert [p.host for p in found] == ["orpheus"], found
+    assert "litellm_requests_total" in found[0].message
+
+
+def test_the_access_log_is_off_unless_asked_for(inventory_copy, tmp_path):
+    files = render(inventory_copy, tmp_path)
+    service = compose_config(tmp_path / "compose.yaml", files["compose.yaml"])["services"]["litellm"]
+    command = service["command"]
+    assert command[command.index("--log_config") + 1] == "/etc/litellm/log_config.yaml"
+    assert any(v.endswith("log_config.yaml:/etc/litellm/log_config.yaml:ro") for v in _volumes(service))
+    loggers = yaml.safe_load(files["log_config.yaml"])["loggers"]
+    assert loggers["uvicorn.access"]["level"] == "WARNING"
+    assert loggers["uvicorn.error"]["level"] == "INFO"
+    (tmp_path / "on").mkdir()
+    files = render(inventory_copy, tmp_path / "on", "-e", "litellm_access_log=true")
+    assert yaml.safe_load(files["log_config.yaml"])["loggers"]["uvicorn.access"]["level"] == "INFO"
+
+
+def _volumes(service: dict) -> list[str]:
+    return [v if isinstance(v, str) else f"{v['source']}:{v['target']}:ro" for v in service["volumes"]]
 
 
 def test_without_the_database_only_the_master_key(inventory_copy, tmp_path):
