@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labctl import gateway
+from labctl import catalog, edge, gateway, monitoring
 from labctl.validate import role_specs, validate
 from tests.conftest import ROOT, lab_group, render_stack
 from tests.hardening import compose_config, problems
@@ -79,6 +79,34 @@ def test_adding_a_gpu_machine_adds_its_copies_and_changes_no_other(inventory_cop
     # A copy the plan moved to eris leaves its old machine; every other deployment is unchanged.
     for deployment_id in set(before) & set(after):
         assert before[deployment_id] == after[deployment_id]
+
+
+def test_a_second_gateway_instance_is_one_inventory_entry(inventory_copy, tmp_path):
+    """thanatos joins the gateway group: it gets the same model list and the same Redis (health,
+    cooldowns and usage shared with orpheus), Prometheus scrapes both, the edge balances over both."""
+    inventory_copy.edit("hosts.yml", lambda d: (lab_group(d, "gateway")["hosts"].update(thanatos=None), d)[1])
+    lab = inventory_copy.load()
+    assert validate(lab) == []
+    assert {i.host for i in catalog.instances(lab, services=["litellm"])} == {"orpheus", "thanatos"}
+    configs = {}
+    for host in ("orpheus", "thanatos"):
+        (tmp_path / host).mkdir()
+        files = render_stack(
+            inventory_copy,
+            tmp_path / host,
+            "litellm",
+            host,
+            ("config.yaml",),
+            variables={"__litellm_cores": {"stdout": "2"}},
+        )
+        configs[host] = yaml.safe_load(files["config.yaml"])
+    assert configs["orpheus"]["model_list"] == configs["thanatos"]["model_list"]
+    assert configs["thanatos"]["router_settings"]["redis_host"] == "192.168.50.10"
+    assert configs["orpheus"]["router_settings"] == configs["thanatos"]["router_settings"]
+    [job] = [j for j in monitoring.scrape_jobs(lab) if j["job"] == "litellm"]
+    assert sorted(t["targets"][0] for t in job["targets"]) == ["192.168.50.12:4001", "192.168.50.20:4001"]
+    [route] = [r for r in edge.routes(lab) if r["service"] == "litellm"]
+    assert sorted(route["servers"]) == ["http://192.168.50.12:4000", "http://192.168.50.20:4000"]
 
 
 def test_chat_models_fall_back_to_the_larger_ones(inventory_copy):
