@@ -92,11 +92,13 @@ def direct_access(address: str, port: int) -> Iterator[None]:
     if " ".join(FIREWALL) not in tables:
         yield
         return
-    # nft joins its arguments into one rule; the comment keeps its quotes.
-    rule = ["ip", "saddr", workstation, "tcp", "dport", str(port), "accept", "comment", f'"{BENCH_RULE}"']
-    for chain in ("input", "forward"):
-        box("nft", "insert", "rule", *FIREWALL, chain, *rule, machine=DIRECT)
+    # As the firewall role matches: the port the client asked for, before Docker's DNAT. nft joins
+    # its arguments into one rule; the comment keeps its quotes.
+    rule = ["meta", "l4proto", "tcp", "ct", "original", "proto-dst", str(port)]
+    rule += ["ip", "saddr", workstation, "accept", "comment", f'"{BENCH_RULE}"']
     try:
+        for chain in ("input", "forward"):
+            box("nft", "insert", "rule", *FIREWALL, chain, *rule, machine=DIRECT)
         yield
     finally:
         listed = box("nft", "-a", "list", "table", *FIREWALL, machine=DIRECT)
@@ -106,8 +108,7 @@ def direct_access(address: str, port: int) -> Iterator[None]:
             if words[:1] == ["chain"]:
                 chain = words[1]
             elif f'"{BENCH_RULE}"' in line:
-                handle = words[-1]
-                box("nft", "delete", "rule", *FIREWALL, chain, "handle", handle, machine=DIRECT)
+                box("nft", "delete", "rule", *FIREWALL, chain, "handle", words[-1], machine=DIRECT)
 
 
 def cpu_seconds(container: str) -> float:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labctl import catalog, edge, gateway, monitoring
+from labctl import catalog, dashboards, edge, gateway, monitoring
 from labctl.validate import role_specs, validate
-from tests.conftest import ROOT, lab_group, render_stack
+from tests.conftest import lab_group, render_stack
 from tests.hardening import compose_config, problems
 
 
@@ -185,28 +185,45 @@ def test_the_rendered_gateway_is_the_plan_with_failover_settings(inventory_copy,
     assert "sk-" not in files["config.yaml"] + files["compose.yaml"]
 
 
-def _families(text: str) -> set[str]:
-    """The LiteLLM metric families a text reads (a histogram's _bucket or a counter's _total
-    is its family's sample)."""
-    names = re.findall(r"\b(litellm_[a-z_]+)", text)
-    return {re.sub(r"_(bucket|count|sum|total)$", "", n) for n in names}
+def _litellm_families(query: str, defined: set[str]) -> set[str]:
+    """The LiteLLM metric families a PromQL query reads: a name as LiteLLM defines it, or a sample
+    of one (a histogram's _bucket/_count/_sum, a counter's _total)."""
+    found = set()
+    for name in dashboards.metric_names(query):
+        if name.startswith("litellm_"):
+            family = re.sub(r"_(bucket|count|sum|total)$", "", name)
+            found.add(name if name in defined or family not in defined else family)
+    return found
 
 
-def test_the_gateway_computes_the_metrics_the_monitoring_tier_reads_and_only_those_kept(
-    inventory_copy, tmp_path
-):
+def test_the_gateway_computes_every_metric_the_monitoring_tier_reads(inventory_copy, tmp_path):
     files = render(inventory_copy, tmp_path)
     settings = yaml.safe_load(files["config.yaml"])["litellm_settings"]
     [group] = settings["prometheus_metrics_config"]
     kept = set(group["metrics"])
-    rules = (ROOT / "roles" / "prometheus" / "templates" / "rules.yml.j2").read_text()
-    # Of the names in the rules (labels such as litellm_model_name too), the metrics LiteLLM defines.
+    # The names the pinned LiteLLM release defines (the role's argument spec lists them).
     defined = set(role_specs()["litellm_prometheus_metrics"]["choices"])
-    read = _families(rules) & defined
-    assert read, "the rules read no LiteLLM metric: the pattern is wrong"
-    assert read <= kept, f"the rules read metrics the gateway does not compute: {sorted(read - kept)}"
-    # The Prometheus lab test reads the copies' state.
-    assert "litellm_deployment_state" in kept
+    (tmp_path / "prometheus").mkdir()
+    rules = yaml.safe_load(
+        render_stack(
+            inventory_copy,
+            tmp_path / "prometheus",
+            "prometheus",
+            "moros",
+            ("rules.yml",),
+            values={"targets": "_prometheus_targets"},
+        )["rules.yml"]
+    )
+    queries = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    queries += [q for _, _, kind, q in dashboards.queries() if kind == "prometheus"]
+    read = set().union(*(_litellm_families(q, defined) for q in queries))
+    assert {"litellm_deployment_state", "litellm_request_total_latency_metric"} <= read
+    assert read <= defined, (
+        f"the rules or dashboards read what LiteLLM does not define: {sorted(read - defined)}"
+    )
+    assert read <= kept, (
+        f"the rules or dashboards read metrics the gateway does not compute: {sorted(read - kept)}"
+    )
     # An operator's narrower list is what the proxy gets.
     narrower = '{"litellm_prometheus_metrics": ["litellm_deployment_state"]}'
     (tmp_path / "narrower").mkdir()
@@ -232,11 +249,13 @@ def test_the_access_log_is_off_unless_asked_for(inventory_copy, tmp_path):
     assert command[command.index("--log_config") + 1] == "/etc/litellm/log_config.yaml"
     assert any(v.endswith("log_config.yaml:/etc/litellm/log_config.yaml:ro") for v in _volumes(service))
     loggers = yaml.safe_load(files["log_config.yaml"])["loggers"]
-    assert loggers["uvicorn.access"]["level"] == "WARNING"
+    # No handler at all: uvicorn then does not even build the line.
+    assert loggers["uvicorn.access"]["handlers"] == []
     assert loggers["uvicorn.error"]["level"] == "INFO"
     (tmp_path / "on").mkdir()
     files = render(inventory_copy, tmp_path / "on", "-e", "litellm_access_log=true")
-    assert yaml.safe_load(files["log_config.yaml"])["loggers"]["uvicorn.access"]["level"] == "INFO"
+    access = yaml.safe_load(files["log_config.yaml"])["loggers"]["uvicorn.access"]
+    assert access["handlers"] == ["default"] and access["level"] == "INFO"
 
 
 def _volumes(service: dict) -> list[str]:
