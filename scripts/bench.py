@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from labctl.runner import run_playbook
 
@@ -38,7 +39,7 @@ ANSIBLE_DEFAULTS = {
 }
 
 
-def converge(env: dict[str, str]) -> dict[str, object]:
+def converge(env: dict[str, str]) -> dict[str, Any]:
     started = time.perf_counter()
     result = run_playbook(ROOT, "site.yml", [SIM / "inventory"], env=env)
     return {
@@ -50,7 +51,7 @@ def converge(env: dict[str, str]) -> dict[str, object]:
     }
 
 
-def health() -> dict[str, object]:
+def health() -> dict[str, Any]:
     labctl = str(Path(sys.executable).parent / "labctl")
     started = time.perf_counter()
     proc = subprocess.run(
@@ -83,12 +84,12 @@ def main() -> None:
         )
 
     def median(kind: str) -> float:
-        return round(statistics.median(r[kind]["wall_s"] for r in rounds), 1)  # type: ignore[index]
+        return round(statistics.median(float(r[kind]["wall_s"]) for r in rounds), 1)
 
     report: dict[str, object] = {
         "rounds": args.rounds,
         "noop_converge_project_s": median("project"),
-        "health_all_s": round(statistics.median(r["health"]["wall_s"] for r in rounds), 2),  # type: ignore[index]
+        "health_all_s": round(statistics.median(float(r["health"]["wall_s"]) for r in rounds), 2),
         "modules_per_host": rounds[-1]["project"]["modules_per_host"],
         "changed_in_noop": [r["project"]["changed"] for r in rounds],
         "all_ok": all(r[k]["rc"] == 0 for r in rounds for k in r),

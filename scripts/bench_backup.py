@@ -20,13 +20,14 @@ import argparse
 import json
 import subprocess
 import time
+from typing import Any
 
 from simlab_pg import CONTAINER, PRIMARY, psql
 
 LABCTL = ".venv/bin/labctl"
 
 
-def labctl(*args: str) -> tuple[float, dict]:
+def labctl(*args: str) -> tuple[float, dict[str, Any]]:
     started = time.monotonic()
     proc = subprocess.run([LABCTL, "--sim", *args, "--json"], capture_output=True, text=True)
     elapsed = time.monotonic() - started

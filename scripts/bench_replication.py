@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import threading
 import time
+from typing import Any
 
 from simlab_pg import CONTAINER, PRIMARY, psql
 
@@ -98,7 +99,7 @@ def main() -> None:
                     sampler.join()
     finally:
         psql("DROP DATABASE IF EXISTS bench")
-    report = {}
+    report: dict[str, Any] = {}
     for mode in results:
         lag_ms = [ms for ms, _ in lags[mode]] or [0.0]
         lag_bytes = [b for _, b in lags[mode]] or [0]
@@ -112,7 +113,7 @@ def main() -> None:
         }
     report["ratio_local_over_synchronous"] = round(
         report["local"]["tps_median"] / report["synchronous"]["tps_median"],
-        2,  # type: ignore[index]
+        2,
     )
     print(json.dumps(report, indent=2))
 
