@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import yaml
 
-from labctl import bench, vault
+from labctl import bench, firewall, vault
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / ".labctl" / "sim"
@@ -78,7 +78,8 @@ def master_key() -> str:
     return str(vault.read(SIM / "inventory" / "vault.yml", password)["litellm_master_key"])
 
 
-FIREWALL = ("inet", "labctl_firewall")
+# The host firewall's table (roles/firewall renders it; its name is labctl's).
+FIREWALL = ("inet", firewall.TABLE)
 BENCH_RULE = "labctl bench"
 
 

@@ -18,13 +18,13 @@ from tests.conftest import lab_group, render_stack
 from tests.hardening import compose_config, problems
 
 
-def render(copy, tmp_path: Path, *extra: str) -> dict[str, str]:
-    """orpheus's LiteLLM files, as the role writes them."""
+def render(copy, tmp_path: Path, *extra: str, host: str = "orpheus") -> dict[str, str]:
+    """A gateway machine's LiteLLM files (orpheus's by default), as the role writes them."""
     return render_stack(
         copy,
         tmp_path,
         "litellm",
-        "orpheus",
+        host,
         ("config.yaml", "compose.yaml", "log_config.yaml"),
         *extra,
         variables={"__litellm_cores": {"stdout": "16"}},
@@ -91,15 +91,7 @@ def test_a_second_gateway_instance_is_one_inventory_entry(inventory_copy, tmp_pa
     configs = {}
     for host in ("orpheus", "thanatos"):
         (tmp_path / host).mkdir()
-        files = render_stack(
-            inventory_copy,
-            tmp_path / host,
-            "litellm",
-            host,
-            ("config.yaml",),
-            variables={"__litellm_cores": {"stdout": "2"}},
-        )
-        configs[host] = yaml.safe_load(files["config.yaml"])
+        configs[host] = yaml.safe_load(render(inventory_copy, tmp_path / host, host=host)["config.yaml"])
     assert configs["orpheus"]["model_list"] == configs["thanatos"]["model_list"]
     assert configs["thanatos"]["router_settings"]["redis_host"] == "192.168.50.10"
     assert configs["orpheus"]["router_settings"] == configs["thanatos"]["router_settings"]
